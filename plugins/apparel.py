@@ -1,0 +1,48 @@
+"""Built-in domain ``apparel``: the garment type, trained on Fashion-MNIST.
+
+Fashion-MNIST images are 28x28 grayscale, a product centred on a black background. A real photo
+of a shirt on a white table is made to look like that by the preprocessing recorded in the model:
+grayscale, invert when the border is light, trim to the object, pad to a square, resize to 28.
+"""
+
+from __future__ import annotations
+
+import tagteller
+from tagteller import Domain, IdxLayout, Phase, Preprocessing, Recipe, TargetPlateauPolicy
+from tagteller_models import shipped_model
+
+#: Fashion-MNIST class order (label numbers 0..9), with path-safe names.
+LABELS = (
+    "t-shirt", "trouser", "pullover", "dress", "coat",
+    "sandal", "shirt", "sneaker", "bag", "ankle-boot",
+)
+
+DOMAIN = Domain(
+    name="apparel",
+    description="Garment type from a photo (the 10 Fashion-MNIST classes).",
+    labels=LABELS,
+    layout=IdxLayout(class_names=LABELS, prefix="train"),
+    recipe=Recipe(
+        backbone="cnn",
+        weights=None,
+        input_size=(28, 28),
+        preprocessing=Preprocessing(color_mode="L", invert="auto", trim=True, resize="pad", background="white"),
+        dropout=0.3,
+        dense_units=128,
+        batch_size=128,
+        augmentation={"flip": True, "rotation": 0.0, "zoom": 0.05, "contrast": 0.0, "erasing": 0.25},
+        phases=(Phase("scratch", unfreeze="all", learning_rate=2e-3, epochs=30),),
+        schedule="cosine",
+        label_smoothing=0.05,
+        val_fraction=1 / 6,  # 10,000 validation images, like the official test split's size
+    ),
+    stopping=TargetPlateauPolicy(target_accuracy=None, patience=4, min_delta=0.001, on_plateau="stop",
+                                 max_epochs=30, time_budget_s=20 * 60),
+    model_path=shipped_model("apparel"),
+    data_source="Fashion-MNIST (Zalando Research, MIT): train-images/labels idx files",
+)
+
+
+@tagteller.hookimpl
+def register_domains(register):
+    register(DOMAIN)

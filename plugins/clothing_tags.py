@@ -1,0 +1,32 @@
+"""Built-in domain ``clothing-tags``: the brand on a clothing tag or logo.
+
+Users add brands from their own photos (``allow_new_labels``). The dataset is a CSV manifest with
+a group per source photo, so crops of one photo never sit on both sides of the split.
+"""
+
+from __future__ import annotations
+
+import tagteller
+from tagteller import CsvManifestLayout, Domain
+from tagteller_models import shipped_model
+from tagteller_plugins.photo_recipes import MOBILENET_025, PHOTO_STOPPING
+
+DOMAIN = Domain(
+    name="clothing-tags",
+    description="Brand from a photo of a clothing tag or logo.",
+    labels=("adidas", "nike", "puma"),
+    layout=CsvManifestLayout(manifest="manifest.csv", path_column="path", label_column="brand",
+                             group_column="group"),
+    # A mirrored logo is not the brand's logo: no flips.
+    recipe=MOBILENET_025.with_(augmentation={"flip": False, "rotation": 0.05, "zoom": 0.15,
+                                             "contrast": 0.15, "erasing": 0.0}),
+    stopping=PHOTO_STOPPING,
+    model_path=shipped_model("clothing-tags"),
+    allow_new_labels=True,
+    data_source="FlickrLogos-27 (research use) and a Roboflow logo export (CC BY 4.0), cropped",
+)
+
+
+@tagteller.hookimpl
+def register_domains(register):
+    register(DOMAIN)

@@ -1,0 +1,24 @@
+"""Built-in domain ``shoes``: the brand of a shoe from a product photo."""
+
+from __future__ import annotations
+
+import tagteller
+from tagteller import Domain, FolderLayout
+from tagteller_models import shipped_model
+from tagteller_plugins.photo_recipes import MOBILENET_025, PHOTO_STOPPING
+
+DOMAIN = Domain(
+    name="shoes",
+    description="Shoe brand from a product photo.",
+    labels=("adidas", "converse", "nike"),
+    layout=FolderLayout(),
+    recipe=MOBILENET_025,
+    stopping=PHOTO_STOPPING,
+    model_path=shipped_model("shoes"),
+    data_source="Kaggle 'Nike, Adidas and Converse Shoes Images' via akkik04/Kutsu (research use)",
+)
+
+
+@tagteller.hookimpl
+def register_domains(register):
+    register(DOMAIN)

@@ -1,0 +1,70 @@
+"""The ``tagteller`` command line (typer).
+
+Each command lives in its own module here and adds itself with ``register(app)``; plugins add
+theirs with the ``register_commands`` hook. Command modules import heavy libraries (tensorflow,
+matplotlib, fastapi) inside the command functions only, so ``tagteller scan`` stays light.
+
+Exit codes: 0 success, 1 some inputs failed, 2 usage or configuration errors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from tagteller.errors import TagtellerError
+
+#: Built-in command modules, in help order.
+COMMAND_MODULES = [
+    "tagteller.cli.scan",
+    "tagteller.cli.info",
+    "tagteller.cli.domains",
+    "tagteller.cli.plugins",
+]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_app() -> typer.Typer:
+    """The root app with every built-in command and every plugin's commands."""
+    app = typer.Typer(
+        name="tagteller",
+        help="Tell what a thing is from a photo: brand tags, shoes, book covers, products, garments.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(app)
+    from tagteller import plugins
+
+    plugins.call_each("register_commands", cli=app)
+    return app
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    """Print ``error: message`` on stderr and return the Exit to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def main() -> None:
+    """Console-script entry point: one-line errors instead of tracebacks for known problems."""
+    try:
+        app = build_app()
+        app(standalone_mode=True)
+    except TagtellerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+def __getattr__(name: str):  # `from tagteller.cli import app` builds it on demand
+    if name == "app":
+        return build_app()
+    raise AttributeError(name)

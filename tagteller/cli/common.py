@@ -1,0 +1,29 @@
+"""Helpers shared by the CLI commands: resolving a domain and its model, consoles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from tagteller import plugins
+from tagteller.errors import ModelError, TagtellerError
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def resolve_domain_and_model(domain: str | None, model: Path | None):
+    """Return ``(domain_or_None, model_path)`` for ``--domain``/``--model``; raise with a clear
+    message when neither leads to a model."""
+    dom = plugins.get_domain(domain) if domain else None
+    if model is not None:
+        return dom, model
+    if dom is None:
+        raise TagtellerError("pass --domain NAME (see `tagteller domains`) or --model FILE.onnx")
+    path = dom.resolve_model()
+    if path is None:
+        raise ModelError(
+            f"no model installed for domain {dom.name!r}: train one with "
+            f"`tagteller train --domain {dom.name} DATA_DIR`, or pass --model FILE.onnx"
+        )
+    return dom, path

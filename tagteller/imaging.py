@@ -1,0 +1,207 @@
+"""Decoding a photo into a model input array with Pillow, as :class:`Preprocessing` says.
+
+Owns everything between bytes on disk and a float32 ``(H, W, C)`` array in [0, 255]: opening
+safely (size limits, decompression bombs refused before decoding), JPEG draft downscaling, EXIF
+orientation, first frame of animations, transparency, 16-bit and CMYK images, colour mode,
+auto-inversion, trimming and the resize. Errors are :class:`~tagteller.errors.ImageError` with a
+one-line reason.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from tagteller.errors import ImageError
+from tagteller.preprocessing import Preprocessing
+
+#: Largest image accepted, in pixels (width x height, as declared in the header). Anything larger
+#: is refused before it is decoded. 80 MP covers any phone or DSLR photo.
+MAX_PIXELS = 80_000_000
+#: Largest file read, in bytes.
+MAX_FILE_BYTES = 100 * 1024 * 1024
+
+ImageSource = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
+
+
+def open_image(source: ImageSource) -> Image.Image:
+    """Open (not yet decode) an image from a path, bytes, array or PIL image; check its size."""
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, np.ndarray):
+        return _from_array(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
+            raise ImageError("empty data (0 bytes)")
+        fh: io.BytesIO | object = io.BytesIO(data)
+    else:
+        path = Path(source)
+        try:
+            if path.is_dir():
+                raise ImageError("is a directory")
+            size = path.stat().st_size
+        except OSError as exc:
+            raise ImageError(_os_reason(exc)) from None
+        if size == 0:
+            raise ImageError("empty file (0 bytes)")
+        if size > MAX_FILE_BYTES:
+            raise ImageError(f"file is {size / 1e6:.0f} MB, over the {MAX_FILE_BYTES // 2**20} MB limit")
+        try:
+            fh = open(path, "rb")  # noqa: SIM115 - Pillow closes it with the image (exclusive fp)
+        except OSError as exc:
+            raise ImageError(_os_reason(exc)) from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(fh)  # type: ignore[arg-type]
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        _close(fh)
+        raise ImageError("refused: declared image size is a decompression bomb") from None
+    except UnidentifiedImageError:
+        _close(fh)
+        raise ImageError("not a recognised image format") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        _close(fh)
+        raise ImageError(f"cannot read image header: {exc}") from None
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        im.close()
+        raise ImageError(f"invalid image size {w}x{h}")
+    if w * h > MAX_PIXELS:
+        im.close()
+        raise ImageError(f"refused: {w}x{h} is over the {MAX_PIXELS // 1_000_000} MP limit")
+    return im
+
+
+def _close(fh: object) -> None:
+    close = getattr(fh, "close", None)
+    if close is not None:
+        close()
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror.lower() if exc.strerror else exc.__class__.__name__
+
+
+def _from_array(arr: np.ndarray) -> Image.Image:
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.dtype != np.uint8:
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    if arr.ndim == 2:
+        return Image.fromarray(arr, "L")
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        return Image.fromarray(arr, "RGB" if arr.shape[2] == 3 else "RGBA")
+    raise ImageError(f"array of shape {arr.shape} is not an image")
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """16-bit, 32-bit int and float images become 8-bit L by scaling their range."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        if im.mode.startswith("I;16"):
+            scaled = arr / 257.0
+        else:
+            lo, hi = float(arr.min()), float(arr.max())
+            scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(np.clip(scaled + 0.5, 0, 255).astype(np.uint8), "L")
+    return im
+
+
+def _flatten(im: Image.Image, background: str) -> Image.Image:
+    """Composite transparency onto a solid background; return RGB or L."""
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "RGBa", "La", "PA"):
+        rgba = im.convert("RGBA")
+        fill = (255, 255, 255, 255) if background == "white" else (0, 0, 0, 255)
+        base = Image.new("RGBA", rgba.size, fill)
+        base.alpha_composite(rgba)
+        return base.convert("RGB")
+    if im.mode not in ("RGB", "L"):
+        return im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, 1, ...
+    return im
+
+
+def _border_mean(arr: np.ndarray) -> float:
+    edge = np.concatenate([arr[0].ravel(), arr[-1].ravel(), arr[:, 0].ravel(), arr[:, -1].ravel()])
+    return float(edge.mean())
+
+
+def _trim_box(arr: np.ndarray, threshold: int) -> tuple[int, int, int, int] | None:
+    """Bounding box (left, top, right, bottom) of pixels far from the median border value."""
+    grey = arr if arr.ndim == 2 else arr.mean(axis=2)
+    edge = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    diff = np.abs(grey - np.median(edge)) > threshold
+    rows = np.flatnonzero(diff.any(axis=1))
+    cols = np.flatnonzero(diff.any(axis=0))
+    if rows.size == 0 or cols.size == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def prepare(source: ImageSource, size: tuple[int, int], pre: Preprocessing) -> np.ndarray:
+    """Decode ``source`` and return a float32 ``(H, W, C)`` array in [0, 255] for a model whose
+    input is ``size`` = (height, width), following ``pre``."""
+    height, width = size
+    im = open_image(source)
+    try:
+        return _prepare_opened(im, height, width, pre)
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"cannot decode image: {exc}") from None
+    finally:
+        if not isinstance(source, Image.Image):
+            im.close()
+
+
+def _prepare_opened(im: Image.Image, height: int, width: int, pre: Preprocessing) -> np.ndarray:
+    if im.format == "JPEG":
+        # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the photo is much larger than needed;
+        # ask for twice the target so the final resize still has detail to work with. Rotation
+        # by EXIF may swap axes, so request a square of the larger side.
+        side = 2 * max(height, width)
+        im.draft(pre.color_mode if im.mode in ("RGB", "L") else None, (side, side))
+    if getattr(im, "is_animated", False):
+        im.seek(0)
+    im.load()
+    im = ImageOps.exif_transpose(im) or im
+    im = _flatten(_to_8bit(im), pre.background)
+    im = im.convert(pre.color_mode)
+
+    if pre.invert != "never" or pre.trim:
+        arr = np.asarray(im)
+        if pre.invert == "always" or (pre.invert == "auto" and _border_mean(arr) > 127):
+            im = ImageOps.invert(im)
+            arr = np.asarray(im)
+        if pre.trim:
+            box = _trim_box(arr, pre.trim_threshold)
+            if box is not None:
+                left, top, right, bottom = box
+                margin = int(round(pre.trim_margin * max(right - left, bottom - top)))
+                im = im.crop((max(0, left - margin), max(0, top - margin),
+                              min(im.width, right + margin), min(im.height, bottom + margin)))
+
+    if pre.resize == "stretch":
+        im = im.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    elif pre.resize == "crop":
+        im = ImageOps.fit(im, (width, height), Image.Resampling.BILINEAR)
+    else:  # pad
+        arr = np.asarray(im)
+        fill = int(round(_border_mean(arr))) if arr.ndim == 2 else tuple(
+            int(round(v)) for v in np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]]).mean(axis=0)
+        )
+        im = ImageOps.pad(im, (width, height), Image.Resampling.BILINEAR, color=fill)
+
+    out = np.asarray(im, dtype=np.float32)
+    if out.ndim == 2:
+        out = out[:, :, None]
+    return out

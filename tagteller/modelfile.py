@@ -1,0 +1,192 @@
+"""The self-describing model file: what tagteller writes into ONNX ``metadata_props``.
+
+Every value is a string; structured values are JSON and are parsed as data (``json.loads``),
+never evaluated. A user with plain onnxruntime reads them with
+``session.get_modelmeta().custom_metadata_map``:
+
+=====================  ==============================================================
+key                    value
+=====================  ==============================================================
+``tagteller_format``   format version of this schema (``"1"``)
+``domain``             domain name
+``labels``             JSON list of labels, in output order
+``input``              JSON ``{"height", "width", "channels", "color_mode", "layout": "NHWC",
+                       "dtype": "float32", "range": [0, 255]}``
+``preprocessing``      JSON :class:`~tagteller.preprocessing.Preprocessing`
+``output``             ``"probabilities"`` (softmax inside the graph) or ``"logits"``
+``metrics``            JSON validation metrics (accuracy, macro_f1, per-class recall, ...)
+``training``           JSON summary (recipe, history, data fingerprint, wall time)
+``model_version``      version string of this model
+``created``            ISO 8601 UTC creation time
+``tagteller_version``  tagteller version that wrote it
+=====================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tagteller.errors import InvalidNameError, ModelError
+from tagteller.names import validate_domain_name, validate_labels
+from tagteller.preprocessing import Preprocessing
+
+FORMAT_VERSION = "1"
+SUPPORTED_FORMATS = {"1"}
+REQUIRED_KEYS = ("tagteller_format", "domain", "labels", "input", "preprocessing")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model's parsed metadata (see the module docstring for the keys)."""
+
+    domain: str
+    labels: tuple[str, ...]
+    height: int
+    width: int
+    color_mode: str
+    preprocessing: Preprocessing
+    output: str = "probabilities"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    model_version: str = "0"
+    created: str = ""
+    tagteller_version: str = ""
+    format_version: str = FORMAT_VERSION
+
+    @property
+    def channels(self) -> int:
+        return 3 if self.color_mode == "RGB" else 1
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    def to_metadata(self) -> dict[str, str]:
+        """The ``metadata_props`` key/value strings for this info."""
+        from tagteller import __version__
+
+        return {
+            "tagteller_format": self.format_version,
+            "domain": self.domain,
+            "labels": json.dumps(list(self.labels)),
+            "input": json.dumps(
+                {
+                    "height": self.height,
+                    "width": self.width,
+                    "channels": self.channels,
+                    "color_mode": self.color_mode,
+                    "layout": "NHWC",
+                    "dtype": "float32",
+                    "range": [0, 255],
+                }
+            ),
+            "preprocessing": self.preprocessing.to_json(),
+            "output": self.output,
+            "metrics": json.dumps(self.metrics, sort_keys=True),
+            "training": json.dumps(self.training, sort_keys=True),
+            "model_version": self.model_version,
+            "created": self.created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "tagteller_version": self.tagteller_version or __version__,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """Decoded metadata, for ``tagteller info --json``."""
+        meta = self.to_metadata()
+        out: dict[str, Any] = {}
+        for key, value in meta.items():
+            try:
+                out[key] = json.loads(value) if key in _JSON_KEYS else value
+            except json.JSONDecodeError:
+                out[key] = value
+        return out
+
+
+_JSON_KEYS = {"labels", "input", "preprocessing", "metrics", "training"}
+
+
+def _json(meta: dict[str, str], key: str, where: str, default: Any = None) -> Any:
+    if key not in meta:
+        if default is not None:
+            return default
+        raise ModelError(f"{where}: metadata key {key!r} is missing")
+    try:
+        return json.loads(meta[key])
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ModelError(f"{where}: metadata {key!r} is not valid JSON ({exc.__class__.__name__})") from None
+
+
+def parse_metadata(meta: dict[str, str], where: str = "model") -> ModelInfo:
+    """Parse ``metadata_props`` into a :class:`ModelInfo`; raise :class:`ModelError` if unusable."""
+    if not isinstance(meta, dict):
+        raise ModelError(f"{where}: metadata is not a mapping")
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing:
+        raise ModelError(
+            f"{where}: not a tagteller model (metadata keys missing: {', '.join(missing)})"
+        )
+    fmt = meta["tagteller_format"]
+    if fmt not in SUPPORTED_FORMATS:
+        raise ModelError(f"{where}: metadata format {fmt!r} is not supported (this tagteller reads {sorted(SUPPORTED_FORMATS)})")
+    try:
+        domain = validate_domain_name(meta["domain"])
+        labels = validate_labels(_json(meta, "labels", where))
+    except InvalidNameError as exc:
+        raise ModelError(f"{where}: {exc}") from None
+    spec = _json(meta, "input", where)
+    if not isinstance(spec, dict):
+        raise ModelError(f"{where}: metadata 'input' must be a JSON object")
+    try:
+        height, width = int(spec["height"]), int(spec["width"])
+        color_mode = str(spec.get("color_mode", "RGB"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{where}: metadata 'input' lacks a valid height/width ({exc})") from None
+    if not (1 <= height <= 4096 and 1 <= width <= 4096):
+        raise ModelError(f"{where}: input size {height}x{width} is out of range")
+    pre = Preprocessing.from_dict(_json(meta, "preprocessing", where))
+    if pre.color_mode != color_mode:
+        raise ModelError(f"{where}: input colour mode {color_mode!r} differs from preprocessing {pre.color_mode!r}")
+    output = meta.get("output", "probabilities")
+    if output not in ("probabilities", "logits"):
+        raise ModelError(f"{where}: metadata 'output' must be 'probabilities' or 'logits'")
+    metrics = _json(meta, "metrics", where, default={})
+    training = _json(meta, "training", where, default={})
+    if not isinstance(metrics, dict) or not isinstance(training, dict):
+        raise ModelError(f"{where}: metadata 'metrics' and 'training' must be JSON objects")
+    return ModelInfo(
+        domain=domain,
+        labels=labels,
+        height=height,
+        width=width,
+        color_mode=color_mode,
+        preprocessing=pre,
+        output=output,
+        metrics=metrics,
+        training=training,
+        model_version=str(meta.get("model_version", "0")),
+        created=str(meta.get("created", "")),
+        tagteller_version=str(meta.get("tagteller_version", "")),
+        format_version=fmt,
+    )
+
+
+def embed_metadata(model: Any, info: ModelInfo) -> Any:
+    """Write ``info`` into an ``onnx.ModelProto``'s ``metadata_props`` (replacing earlier keys)."""
+    meta = info.to_metadata()
+    keep = [p for p in model.metadata_props if p.key not in meta]
+    del model.metadata_props[:]
+    for p in keep:
+        model.metadata_props.add(key=p.key, value=p.value)
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=value)
+    return model
+
+
+def save_model(model: Any, path: str | Path) -> None:
+    """Serialise an ``onnx.ModelProto`` to ``path`` atomically."""
+    from tagteller.atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, model.SerializeToString())

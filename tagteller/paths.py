@@ -1,0 +1,59 @@
+"""Where tagteller keeps the user's files: installed models, run histories, config, cache.
+
+Everything lives under the platform's user folders (platformdirs), or under ``$TAGTELLER_HOME``
+when that is set (tests and portable installs use it)::
+
+    <data>/models/<domain>.onnx      installed (trained) models; they shadow the shipped ones
+    <data>/runs/<domain>/            training run history (checkpoints, logs, fingerprints)
+    <data>/feedback/<domain>/        corrections filed from scans
+    <config>/                        price lists and other user settings
+    <cache>/                         downloaded datasets (e.g. the demo's Fashion-MNIST test split)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+from tagteller.names import validate_domain_name
+
+APP = "tagteller"
+
+
+def _home() -> Path | None:
+    value = os.environ.get("TAGTELLER_HOME")
+    return Path(value).expanduser() if value else None
+
+
+def data_dir() -> Path:
+    home = _home()
+    return home / "data" if home else Path(platformdirs.user_data_dir(APP))
+
+
+def config_dir() -> Path:
+    home = _home()
+    return home / "config" if home else Path(platformdirs.user_config_dir(APP))
+
+
+def cache_dir() -> Path:
+    home = _home()
+    return home / "cache" if home else Path(platformdirs.user_cache_dir(APP))
+
+
+def installed_models_dir() -> Path:
+    return data_dir() / "models"
+
+
+def installed_model_path(domain: str) -> Path:
+    """The path a trained model for ``domain`` is installed at (it may not exist)."""
+    return installed_models_dir() / f"{validate_domain_name(domain)}.onnx"
+
+
+def runs_dir(domain: str) -> Path:
+    return data_dir() / "runs" / validate_domain_name(domain)
+
+
+def feedback_dir(domain: str) -> Path:
+    return data_dir() / "feedback" / validate_domain_name(domain)

@@ -1,0 +1,271 @@
+"""The one plugin manager: loads built-in and third-party plugins, calls hooks in isolation.
+
+Plugins are found through the ``tagteller`` entry-point group; the built-in domains in
+``plugins/`` (installed as ``tagteller_plugins``) are listed there too, so they load by the same
+path as anyone else's. ``TAGTELLER_PLUGINS`` is an allow-list: a comma-separated list of plugin
+(entry-point) names to load; unset loads all, empty loads none.
+
+A plugin that raises while importing, or inside a hook, or that registers something invalid, is
+recorded in :data:`failures`, named in a warning, and skipped; the rest keep working.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pluggy
+
+from tagteller import hookspecs
+from tagteller.errors import TagtellerError, UnknownDomainError
+
+ENTRY_POINT_GROUP = "tagteller"
+ALLOW_ENV = "TAGTELLER_PLUGINS"
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    plugin: str
+    stage: str  # "load", a hook name, or "register"
+    error: str
+
+    def __str__(self) -> str:
+        return f"plugin {self.plugin!r} failed in {self.stage}: {self.error}"
+
+
+pm = pluggy.PluginManager("tagteller")
+pm.add_hookspecs(hookspecs)
+
+failures: list[PluginFailure] = []
+_loaded = False
+_load_lock = threading.RLock()
+_domains: dict[str, Any] | None = None
+_policies: dict[str, Callable[..., Any]] | None = None
+_price_sources: dict[str, Callable[..., Any]] | None = None
+
+
+def _allow_list() -> set[str] | None:
+    value = os.environ.get(ALLOW_ENV)
+    if value is None:
+        return None
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__
+
+
+def _warn(failure: PluginFailure) -> None:
+    failures.append(failure)
+    if os.environ.get("TAGTELLER_QUIET_PLUGIN_WARNINGS") != "1":
+        print(f"warning: {failure}; skipped", file=sys.stderr)
+
+
+def load_plugins() -> None:
+    """Load every allowed plugin from the entry-point group once; check hook names."""
+    global _loaded
+    with _load_lock:
+        if _loaded:
+            return
+        _loaded = True
+        allow = _allow_list()
+        for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            if allow is not None and ep.name not in allow:
+                continue
+            if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
+                continue
+            try:
+                module = ep.load()
+                pm.register(module, name=ep.name)
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the rest
+                _warn(PluginFailure(ep.name, "load", _describe(exc)))
+                continue
+            try:
+                pm.check_pending()
+            except pluggy.PluginValidationError as exc:
+                pm.unregister(name=ep.name)
+                _warn(PluginFailure(ep.name, "load", _describe(exc)))
+
+
+def register_plugin(plugin: Any, name: str) -> None:
+    """Register a plugin object directly (tests, embedding applications)."""
+    with _load_lock:
+        load_plugins()
+        pm.register(plugin, name=name)
+        pm.check_pending()
+        _reset_registries()
+
+
+def unregister_plugin(name: str) -> None:
+    with _load_lock:
+        if pm.has_plugin(name):
+            pm.unregister(name=name)
+        _reset_registries()
+
+
+def _reset_registries() -> None:
+    global _domains, _policies, _price_sources
+    _domains = _policies = _price_sources = None
+
+
+def reset() -> None:
+    """Forget everything loaded (tests use it after changing the environment)."""
+    global _loaded
+    with _load_lock:
+        for name, _plugin in list(pm.list_name_plugin()):
+            pm.unregister(name=name)
+        failures.clear()
+        _loaded = False
+        _reset_registries()
+
+
+def call_each(hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+    """Call ``hook_name`` on each plugin separately; a plugin that raises is reported and skipped.
+
+    Returns ``(plugin_name, result)`` for the plugins that succeeded. ``kwargs`` may hold a
+    ``register`` callable: it is wrapped so that whatever it records is tagged with the plugin.
+    """
+    load_plugins()
+    caller = getattr(pm.hook, hook_name)
+    results = []
+    for impl in reversed(caller.get_hookimpls()):  # registration order
+        args = {name: kwargs[name] for name in impl.argnames}
+        try:
+            results.append((impl.plugin_name, impl.function(**args)))
+        except Exception as exc:  # noqa: BLE001 - isolate plugins from each other
+            _warn(PluginFailure(impl.plugin_name, hook_name, _describe(exc)))
+    return results
+
+
+def _collect(hook_name: str, add: Callable[[str, tuple], None]) -> None:
+    """Call a ``register_*`` hook per plugin; entries are only kept if the whole hook succeeded."""
+    load_plugins()
+    caller = getattr(pm.hook, hook_name)
+    for impl in reversed(caller.get_hookimpls()):
+        staged: list[tuple] = []
+        try:
+            impl.function(register=lambda *args: staged.append(args))
+        except Exception as exc:  # noqa: BLE001
+            _warn(PluginFailure(impl.plugin_name, hook_name, _describe(exc)))
+            continue
+        for args in staged:
+            add(impl.plugin_name, args)
+
+
+def domains() -> dict[str, Any]:
+    """All registered domains by name (first registration of a name wins)."""
+    global _domains
+    with _load_lock:
+        if _domains is not None:
+            return _domains
+        from tagteller.domain import Domain
+
+        found: dict[str, Domain] = {}
+
+        def add(plugin: str, args: tuple) -> None:
+            if len(args) != 1 or not isinstance(args[0], Domain):
+                _warn(PluginFailure(plugin, "register_domains", "register() takes one tagteller.Domain"))
+                return
+            domain = args[0]
+            if domain.name in found:
+                _warn(PluginFailure(plugin, "register_domains",
+                                    f"domain {domain.name!r} is already registered by plugin {found[domain.name].plugin!r}"))
+                return
+            found[domain.name] = replace(domain, plugin=plugin)
+
+        _collect("register_domains", add)
+        _domains = dict(sorted(found.items()))
+        return _domains
+
+
+def get_domain(name: str) -> Any:
+    """The domain called ``name``; :class:`UnknownDomainError` lists the known ones."""
+    all_domains = domains()
+    if name not in all_domains:
+        known = ", ".join(all_domains) or "none (no plugins loaded)"
+        raise UnknownDomainError(f"unknown domain {name!r}; known domains: {known}")
+    return all_domains[name]
+
+
+def stopping_policies() -> dict[str, Callable[..., Any]]:
+    """Stopping policy factories by name: the built-in ones plus those plugins register."""
+    global _policies
+    with _load_lock:
+        if _policies is not None:
+            return _policies
+        from tagteller.stopping import BUILTIN_POLICIES
+
+        found: dict[str, Callable[..., Any]] = dict(BUILTIN_POLICIES)
+
+        def add(plugin: str, args: tuple) -> None:
+            if len(args) != 2 or not isinstance(args[0], str) or not callable(args[1]):
+                _warn(PluginFailure(plugin, "register_stopping_policies", "register() takes (name, factory)"))
+            elif args[0] in found:
+                _warn(PluginFailure(plugin, "register_stopping_policies", f"policy {args[0]!r} already exists"))
+            else:
+                found[args[0]] = args[1]
+
+        _collect("register_stopping_policies", add)
+        _policies = found
+        return _policies
+
+
+def price_sources() -> dict[str, Callable[..., Any]]:
+    """Reference-price sources that plugins register, by name."""
+    global _price_sources
+    with _load_lock:
+        if _price_sources is not None:
+            return _price_sources
+        found: dict[str, Callable[..., Any]] = {}
+
+        def add(plugin: str, args: tuple) -> None:
+            if len(args) != 2 or not isinstance(args[0], str) or not callable(args[1]):
+                _warn(PluginFailure(plugin, "register_price_sources", "register() takes (name, lookup)"))
+            elif args[0] in found:
+                _warn(PluginFailure(plugin, "register_price_sources", f"price source {args[0]!r} already exists"))
+            else:
+                found[args[0]] = args[1]
+
+        _collect("register_price_sources", add)
+        _price_sources = found
+        return _price_sources
+
+
+def plugin_table() -> list[dict[str, Any]]:
+    """What is loaded: each plugin's name, hooks, version and distribution; then failures."""
+    load_plugins()
+    dists = {}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        dists[ep.name] = (dist.metadata["Name"], dist.version) if dist is not None else (None, None)
+    rows = []
+    for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        package, version = dists.get(name, (None, None))
+        rows.append({"name": name, "hooks": hooks, "package": package, "version": version})
+    return rows
+
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "PluginFailure",
+    "TagtellerError",
+    "call_each",
+    "domains",
+    "failures",
+    "get_domain",
+    "load_plugins",
+    "plugin_table",
+    "pm",
+    "price_sources",
+    "register_plugin",
+    "reset",
+    "stopping_policies",
+    "unregister_plugin",
+]

@@ -1,0 +1,91 @@
+"""Tiny ONNX models and images built by the tests themselves (onnx.helper, Pillow; no tensorflow).
+
+``colour_model`` averages each channel over the image and applies a linear layer + softmax, so
+its answer is predictable: with the default weights a red image is "red", a green one "green"...
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from tagteller.modelfile import ModelInfo, embed_metadata, save_model
+from tagteller.preprocessing import Preprocessing
+
+RGB_LABELS = ("red", "green", "blue")
+
+
+def colour_graph(labels, size=(32, 32), channels=3, weights=None, output="probabilities",
+                 out_classes=None) -> onnx.ModelProto:
+    """NHWC float input -> mean over H, W -> (C) @ W + b -> softmax (or raw logits)."""
+    h, w = size
+    k = out_classes or len(labels)
+    if weights is None:
+        weights = np.zeros((channels, k), np.float32)
+        for i in range(min(channels, k)):
+            weights[i, i] = 0.1
+        if channels == 1 and k >= 2:  # brightness: label 0 for light, 1 for dark
+            weights[0, 0], weights[0, 1] = 0.05, -0.05
+    bias = np.zeros((k,), np.float32)
+    if channels == 1 and k >= 2:
+        bias[1] = 12.75  # 0.05 * 255 / 2: dark below mid-grey
+        bias[0] = -0.0
+    nodes = [
+        helper.make_node("ReduceMean", ["image", "axes"], ["pooled"], keepdims=0),
+        helper.make_node("MatMul", ["pooled", "W"], ["mm"]),
+        helper.make_node("Add", ["mm", "b"], ["logits"]),
+    ]
+    out_name = "logits"
+    if output == "probabilities":
+        nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], axis=-1))
+        out_name = "probs"
+    graph = helper.make_graph(
+        nodes,
+        "colour",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", h, w, channels])],
+        [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, ["N", k])],
+        initializer=[
+            helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2]),
+            helper.make_tensor("W", TensorProto.FLOAT, list(weights.shape), weights.ravel().tolist()),
+            helper.make_tensor("b", TensorProto.FLOAT, [k], bias.tolist()),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    return model
+
+
+def colour_model(path: Path, domain="colours", labels=RGB_LABELS, size=(32, 32), color_mode="RGB",
+                 preprocessing: Preprocessing | None = None, output="probabilities", out_classes=None,
+                 metrics=None, model_version="1") -> Path:
+    """Write a tagteller model file that classifies by mean colour; return its path."""
+    pre = preprocessing or Preprocessing(color_mode=color_mode)
+    channels = 3 if color_mode == "RGB" else 1
+    model = colour_graph(labels, size, channels, output=output, out_classes=out_classes)
+    info = ModelInfo(domain=domain, labels=tuple(labels), height=size[0], width=size[1], color_mode=color_mode,
+                     preprocessing=pre, output=output, metrics=metrics or {"val_accuracy": 1.0},
+                     model_version=model_version)
+    embed_metadata(model, info)
+    save_model(model, path)
+    return path
+
+
+def raw_model_with_metadata(path: Path, meta: dict[str, str], labels=RGB_LABELS) -> Path:
+    """A colour graph carrying exactly ``meta`` (for malformed-metadata tests)."""
+    model = colour_graph(labels)
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=value if isinstance(value, str) else json.dumps(value))
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def solid_image(path: Path, colour=(255, 0, 0), size=(64, 48), fmt=None, mode="RGB", **save) -> Path:
+    from PIL import Image
+
+    Image.new(mode, size, colour).save(path, format=fmt, **save)
+    return path
