@@ -62,11 +62,11 @@ def colour_graph(labels, size=(32, 32), channels=3, weights=None, output="probab
 
 def colour_model(path: Path, domain="colours", labels=RGB_LABELS, size=(32, 32), color_mode="RGB",
                  preprocessing: Preprocessing | None = None, output="probabilities", out_classes=None,
-                 metrics=None, model_version="1") -> Path:
+                 metrics=None, model_version="1", weights=None) -> Path:
     """Write a tagteller model file that classifies by mean colour; return its path."""
     pre = preprocessing or Preprocessing(color_mode=color_mode)
     channels = 3 if color_mode == "RGB" else 1
-    model = colour_graph(labels, size, channels, output=output, out_classes=out_classes)
+    model = colour_graph(labels, size, channels, weights=weights, output=output, out_classes=out_classes)
     info = ModelInfo(domain=domain, labels=tuple(labels), height=size[0], width=size[1], color_mode=color_mode,
                      preprocessing=pre, output=output, metrics=metrics or {"val_accuracy": 1.0},
                      model_version=model_version)
