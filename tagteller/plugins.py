@@ -56,12 +56,14 @@ def _allow_list() -> set[str] | None:
     return {name.strip() for name in value.split(",") if name.strip()}
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """``ExceptionType: first line of its message``, for one-line warnings."""
     text = str(exc).strip().splitlines()
     return f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__
 
 
-def _warn(failure: PluginFailure) -> None:
+def warn_failure(failure: PluginFailure) -> None:
+    """Record a plugin failure and print it once as a warning on stderr."""
     failures.append(failure)
     if os.environ.get("TAGTELLER_QUIET_PLUGIN_WARNINGS") != "1":
         print(f"warning: {failure}; skipped", file=sys.stderr)
@@ -84,13 +86,13 @@ def load_plugins() -> None:
                 module = ep.load()
                 pm.register(module, name=ep.name)
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the rest
-                _warn(PluginFailure(ep.name, "load", _describe(exc)))
+                warn_failure(PluginFailure(ep.name, "load", describe_error(exc)))
                 continue
             try:
                 pm.check_pending()
             except pluggy.PluginValidationError as exc:
                 pm.unregister(name=ep.name)
-                _warn(PluginFailure(ep.name, "load", _describe(exc)))
+                warn_failure(PluginFailure(ep.name, "load", describe_error(exc)))
 
 
 def register_plugin(plugin: Any, name: str) -> None:
@@ -139,7 +141,7 @@ def call_each(hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
         try:
             results.append((impl.plugin_name, impl.function(**args)))
         except Exception as exc:  # noqa: BLE001 - isolate plugins from each other
-            _warn(PluginFailure(impl.plugin_name, hook_name, _describe(exc)))
+            warn_failure(PluginFailure(impl.plugin_name, hook_name, describe_error(exc)))
     return results
 
 
@@ -152,7 +154,7 @@ def _collect(hook_name: str, add: Callable[[str, tuple], None]) -> None:
         try:
             impl.function(register=lambda *args: staged.append(args))
         except Exception as exc:  # noqa: BLE001
-            _warn(PluginFailure(impl.plugin_name, hook_name, _describe(exc)))
+            warn_failure(PluginFailure(impl.plugin_name, hook_name, describe_error(exc)))
             continue
         for args in staged:
             add(impl.plugin_name, args)
@@ -170,11 +172,11 @@ def domains() -> dict[str, Any]:
 
         def add(plugin: str, args: tuple) -> None:
             if len(args) != 1 or not isinstance(args[0], Domain):
-                _warn(PluginFailure(plugin, "register_domains", "register() takes one tagteller.Domain"))
+                warn_failure(PluginFailure(plugin, "register_domains", "register() takes one tagteller.Domain"))
                 return
             domain = args[0]
             if domain.name in found:
-                _warn(PluginFailure(plugin, "register_domains",
+                warn_failure(PluginFailure(plugin, "register_domains",
                                     f"domain {domain.name!r} is already registered by plugin {found[domain.name].plugin!r}"))
                 return
             found[domain.name] = replace(domain, plugin=plugin)
@@ -205,9 +207,9 @@ def stopping_policies() -> dict[str, Callable[..., Any]]:
 
         def add(plugin: str, args: tuple) -> None:
             if len(args) != 2 or not isinstance(args[0], str) or not callable(args[1]):
-                _warn(PluginFailure(plugin, "register_stopping_policies", "register() takes (name, factory)"))
+                warn_failure(PluginFailure(plugin, "register_stopping_policies", "register() takes (name, factory)"))
             elif args[0] in found:
-                _warn(PluginFailure(plugin, "register_stopping_policies", f"policy {args[0]!r} already exists"))
+                warn_failure(PluginFailure(plugin, "register_stopping_policies", f"policy {args[0]!r} already exists"))
             else:
                 found[args[0]] = args[1]
 
@@ -226,9 +228,9 @@ def price_sources() -> dict[str, Callable[..., Any]]:
 
         def add(plugin: str, args: tuple) -> None:
             if len(args) != 2 or not isinstance(args[0], str) or not callable(args[1]):
-                _warn(PluginFailure(plugin, "register_price_sources", "register() takes (name, lookup)"))
+                warn_failure(PluginFailure(plugin, "register_price_sources", "register() takes (name, lookup)"))
             elif args[0] in found:
-                _warn(PluginFailure(plugin, "register_price_sources", f"price source {args[0]!r} already exists"))
+                warn_failure(PluginFailure(plugin, "register_price_sources", f"price source {args[0]!r} already exists"))
             else:
                 found[args[0]] = args[1]
 
@@ -257,6 +259,8 @@ __all__ = [
     "PluginFailure",
     "TagtellerError",
     "call_each",
+    "describe_error",
+    "warn_failure",
     "domains",
     "failures",
     "get_domain",

@@ -13,6 +13,7 @@ import importlib
 import sys
 
 import typer
+import typer.core
 
 from tagteller.errors import TagtellerError
 
@@ -22,9 +23,25 @@ COMMAND_MODULES = [
     "tagteller.cli.info",
     "tagteller.cli.domains",
     "tagteller.cli.plugins",
+    "tagteller.cli.serve",
+    "tagteller.cli.prices",
+    "tagteller.cli.feedback",
+    "tagteller.cli.evaluate",
+    "tagteller.cli.demo",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Group(typer.core.TyperGroup):
+    """Turns a :class:`TagtellerError` from any command into one line on stderr and exit 2."""
+
+    def invoke(self, ctx):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except TagtellerError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_USAGE) from None
 
 
 def build_app() -> typer.Typer:
@@ -32,6 +49,7 @@ def build_app() -> typer.Typer:
     app = typer.Typer(
         name="tagteller",
         help="Tell what a thing is from a photo: brand tags, shoes, book covers, products, garments.",
+        cls=_Group,
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,

@@ -1,11 +1,12 @@
-"""``tagteller scan``: classify files, folders and globs with a domain's model."""
+"""``tagteller scan``: classify files, folders and globs with a domain's model; optionally check
+the deal against typical prices (``--price``) and file the images as feedback (``--correct``)."""
 
 from __future__ import annotations
 
 import sys
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -17,6 +18,38 @@ from tagteller.sources import InputProblem, expand
 PROGRESS_MIN_FILES = 8
 
 
+class DealColumns:
+    """The deal-check fields added to every record when ``--price`` is given."""
+
+    def __init__(self, domain: str, paid: Any, currency: str | None) -> None:
+        from tagteller.prices import PriceBook
+
+        self.book = PriceBook(domain)
+        self.paid = paid
+        self.currency = currency
+        self.unpriced: list[str] = []
+
+    def for_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        from tagteller.prices import DEAL_FIELDS, no_price_text
+
+        extra: dict[str, Any] = dict.fromkeys(DEAL_FIELDS)
+        extra["price_paid"] = format(self.paid, "f")
+        label = record.get("label")
+        if record["status"] != "ok" or not label:
+            return extra
+        deal = self.book.deal(label, self.paid, self.currency)
+        if deal is None:
+            if label not in self.unpriced:
+                self.unpriced.append(label)
+            extra["currency"] = self.currency
+            extra["deal"] = no_price_text(label, self.currency)
+            return extra
+        extra.update(deal.record())
+        if not record.get("sure", True):
+            extra["deal"] = f"if it is {label}: {deal.text}"
+        return extra
+
+
 def scan(
     paths: list[str] = typer.Argument(..., help="Image files, folders (scanned recursively) or glob patterns."),
     domain: Optional[str] = typer.Option(None, "--domain", "-d", help="Domain to scan with (see `tagteller domains`)."),
@@ -26,6 +59,20 @@ def scan(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results to this file (atomically)."),
     batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, max=1024, help="Images per inference batch."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a terminal and there are many files)."),
+    price: Optional[str] = typer.Option(
+        None, "--price", "-p",
+        help="What you pay, e.g. 12.50: compare it with the typical price of the predicted label "
+             "(see `tagteller prices`)."),
+    currency: Optional[str] = typer.Option(
+        None, "--currency", "-c",
+        help="Currency of --price (ISO code); only typical prices in it are used. "
+             "Default: whatever the price list uses."),
+    correct: Optional[str] = typer.Option(
+        None, "--correct",
+        help="The right label for these images: file each scanned image into the domain's "
+             "feedback inbox under it."),
+    new_label: bool = typer.Option(
+        False, "--new-label", help="With --correct: the label is a new class (domains that allow it)."),
 ) -> None:
     """Tell what is in each image. Exit code 0 when every file scanned, 1 when some failed."""
     from tagteller.atomic import atomic_open
@@ -33,12 +80,30 @@ def scan(
 
     if fmt not in FORMATS:
         raise fail(f"unknown --format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if new_label and correct is None:
+        raise fail("--new-label goes with --correct LABEL")
+    if currency is not None and price is None:
+        raise fail("--currency goes with --price AMOUNT")
+    paid = None
+    if price is not None:
+        from tagteller.prices import parse_amount, validate_currency
+
+        paid = parse_amount(price, "--price")
+        currency = validate_currency(currency) if currency is not None else None
     dom, model_path = resolve_domain_and_model(domain, model)
     engine = default_engine()
     loaded = engine.load(model_path)
     if dom is not None and loaded.info.domain != dom.name:
         raise fail(f"{model_path}: this model is for domain {loaded.info.domain!r}, not {dom.name!r}")
     low_confidence = dom.low_confidence if dom is not None else 0.5
+
+    feedback_domain = None
+    if correct is not None:
+        from tagteller import feedback, plugins
+
+        feedback_domain = dom or plugins.get_domain(loaded.info.domain)
+        correct = feedback.check_label(feedback_domain, correct, new_label)
+    deals = DealColumns(loaded.info.domain, paid, currency) if paid is not None else None
 
     items = expand(paths)
     files = [p for p in items if not isinstance(p, InputProblem)]
@@ -48,15 +113,28 @@ def scan(
     def report_failure(name: str, reason: str) -> None:
         stderr.print(f"error: {name}: {reason}", markup=False)
 
+    def record_for(result: ScanResult) -> dict[str, Any]:
+        record = result_record(result, low_confidence)
+        if deals is not None:
+            record.update(deals.for_record(record))
+        return record
+
+    if deals is None:
+        extra_columns: tuple[str, ...] = ()
+    else:
+        from tagteller.prices import DEAL_FIELDS
+
+        extra_columns = ("deal",) if fmt == "table" else DEAL_FIELDS
+
     with ExitStack() as stack:
         stream = stack.enter_context(atomic_open(output, "w", encoding="utf-8")) if output else sys.stdout
-        writer = make_writer(fmt, stream)
+        writer = make_writer(fmt, stream, extra_columns=extra_columns)
         for problem in problems:
             failed += 1
             report_failure(problem.source, problem.reason)
-            writer.write(result_record(ScanResult(source=problem.source, error=problem.reason,
-                                                  domain=loaded.info.domain,
-                                                  model_version=loaded.info.model_version)))
+            writer.write(record_for(ScanResult(source=problem.source, error=problem.reason,
+                                               domain=loaded.info.domain,
+                                               model_version=loaded.info.model_version)))
         show = progress if progress is not None else (sys.stderr.isatty() and len(files) >= PROGRESS_MIN_FILES)
         bar = None
         if show:
@@ -70,10 +148,23 @@ def scan(
             if not result.ok:
                 failed += 1
                 report_failure(result.source, result.error or "failed")
-            writer.write(result_record(result, low_confidence))
+            writer.write(record_for(result))
+            if result.ok and feedback_domain is not None:
+                from tagteller.errors import TagtellerError
+
+                try:
+                    filed = feedback.file_path(feedback_domain, files[result.index], correct, new_label)
+                except TagtellerError as exc:
+                    failed += 1
+                    report_failure(result.source, f"not filed as feedback: {exc}")
+                else:
+                    stderr.print(f"{result.source}: {filed.message}", markup=False)
             if bar is not None:
                 bar.advance(task)
         writer.close()
+    if deals is not None and deals.unpriced:
+        stderr.print(f"hint: no typical price for {', '.join(deals.unpriced)}; add one with "
+                     f"`tagteller prices set --domain {loaded.info.domain} LABEL LOW HIGH`", markup=False)
     if failed:
         stderr.print(f"{failed} of {len(files) + len(problems)} input(s) failed", markup=False)
         raise typer.Exit(EXIT_FAILED)

@@ -1,0 +1,429 @@
+"""The demo: the official Fashion-MNIST test split, fetched, verified, cached, and scored.
+
+Owns what ``tagteller demo`` does below the command line:
+
+- where the test split comes from (the upstream download location, then GitHub as a fallback),
+  the published md5 of each file, and the cache in ``paths.cache_dir()/fashion-mnist/``: a file
+  is downloaded to a temp file beside its final name, checked, then renamed into place
+  (:mod:`tagteller.atomic`); a cached file whose md5 is wrong is fetched again;
+- an offline copy (``--from DIR``): the same two idx files, checked against the published md5s
+  when they are the official ones, accepted with a note when they are not;
+- scanning the images with a model through the shared engine, exactly as ``tagteller scan`` does,
+  and scoring the answers: accuracy, per-class recall and precision, macro-F1, images per second.
+
+Only the standard library (``urllib``), numpy and the core modules are used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import numpy as np
+
+from tagteller.atomic import atomic_open
+from tagteller.datasets import IdxLayout
+from tagteller.errors import DatasetError, TagtellerError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from rich.progress import Progress
+
+    from tagteller.engine import Engine, LoadedModel, ScanResult
+
+
+@dataclass(frozen=True)
+class OfficialFile:
+    """One file of the official split: its name and the md5 upstream publishes for it."""
+
+    name: str
+    md5: str
+
+
+#: The Fashion-MNIST test split as upstream publishes it (zalandoresearch/fashion-mnist README).
+OFFICIAL_FILES: tuple[OfficialFile, ...] = (
+    OfficialFile("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
+    OfficialFile("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
+)
+#: The idx layout of those files (``t10k-images-idx3-ubyte.gz`` + ``t10k-labels-idx1-ubyte.gz``).
+TEST_SPLIT_LAYOUT = IdxLayout(prefix="t10k")
+#: Where they are downloaded from, in order: the official download location, then the repository.
+MIRRORS: tuple[str, ...] = (
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+)
+PROJECT_PAGE = "https://github.com/zalandoresearch/fashion-mnist"
+#: Seconds to wait for a connection or for the next bytes before giving up on a mirror.
+DOWNLOAD_TIMEOUT_S = 30.0
+#: A mirror that sends more than this is not sending the 4.4 MB file asked for.
+MAX_DOWNLOAD_BYTES = 64 * 2**20
+CACHE_SUBDIR = "fashion-mnist"
+CHUNK_BYTES = 1 << 16
+
+#: ``on_bytes(count, total)``: ``count`` more bytes arrived; ``total`` is the announced size or None.
+ByteCallback = Callable[[int, "int | None"], None]
+Note = Callable[[str], None]
+
+
+class DownloadError(TagtellerError):
+    """The test split could not be downloaded (offline, every mirror failed, or wrong bytes)."""
+
+
+def file_names() -> str:
+    """``"t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz"``, for messages."""
+    return " and ".join(f.name for f in OFFICIAL_FILES)
+
+
+def file_md5(path: Path) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cache_folder() -> Path:
+    """Where downloaded files are kept: ``<cache>/fashion-mnist/``."""
+    from tagteller.paths import cache_dir
+
+    return cache_dir() / CACHE_SUBDIR
+
+
+# -- downloading --------------------------------------------------------------------------------
+def download(url: str, out: BinaryIO, *, timeout: float = DOWNLOAD_TIMEOUT_S,
+             on_bytes: ByteCallback | None = None) -> None:
+    """Stream ``url`` into ``out`` (the only function here that touches the network).
+
+    Raises ``urllib.error.URLError``/``OSError`` when the mirror cannot be reached or times out,
+    ``http.client.HTTPException`` when the connection breaks mid-way, and :class:`DownloadError`
+    when the mirror sends more than :data:`MAX_DOWNLOAD_BYTES`.
+    """
+    from tagteller import __version__
+
+    request = urllib.request.Request(url, headers={"User-Agent": f"tagteller/{__version__}"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - fixed https/http URLs
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        received = 0
+        while chunk := response.read(CHUNK_BYTES):
+            received += len(chunk)
+            if received > MAX_DOWNLOAD_BYTES:
+                raise DownloadError(f"{url}: sent more than {MAX_DOWNLOAD_BYTES // 2**20} MB")
+            out.write(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk), total)
+        if total is not None and received != total:
+            raise http.client.IncompleteRead(b"", total - received)
+
+
+class _CacheWriteError(Exception):
+    """Writing the downloaded bytes to the cache failed (disk full, read-only folder)."""
+
+
+class _MirrorFailed(Exception):
+    """One mirror could not deliver the right bytes; the next one is tried."""
+
+
+class _HashingWriter:
+    """A write-only file wrapper that keeps the md5 of what went through it."""
+
+    def __init__(self, fh: BinaryIO, path: Path) -> None:
+        self._fh = fh
+        self._path = path
+        self.md5 = hashlib.md5(usedforsecurity=False)
+
+    def write(self, data: bytes) -> int:
+        self.md5.update(data)
+        try:
+            return self._fh.write(data)
+        except OSError as exc:
+            raise _CacheWriteError(f"cannot write {self._path}: {exc.strerror or exc}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, one-line reason for a failed download."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        reason = exc.reason
+        text = str(getattr(reason, "strerror", None) or reason).strip()
+        return text.splitlines()[0] if text else exc.__class__.__name__
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc).strip()
+    return f"{exc.__class__.__name__}: {text.splitlines()[0]}" if text else exc.__class__.__name__
+
+
+def fetch_file(official: OfficialFile, folder: Path, *, progress: Progress | None = None) -> Path:
+    """Download ``official`` into ``folder`` from the first mirror that serves the right bytes.
+
+    Each attempt streams into a temp file beside the destination, which is renamed into place
+    only after its md5 matched; a failed attempt leaves nothing behind. Raises
+    :class:`DownloadError` naming each mirror's reason when none delivered.
+    """
+    dest = folder / official.name
+    reasons: list[str] = []
+    for mirror in MIRRORS:
+        url = mirror + official.name
+        host = urllib.parse.urlsplit(url).netloc
+        task = progress.add_task(f"downloading {official.name}", total=None) if progress is not None else None
+
+        def on_bytes(count: int, total: int | None, _task: Any = task) -> None:
+            if progress is not None:
+                progress.update(_task, advance=count, total=total)
+
+        try:
+            with atomic_open(dest, "wb") as fh:
+                writer = _HashingWriter(fh, dest)
+                try:
+                    download(url, writer, timeout=DOWNLOAD_TIMEOUT_S, on_bytes=on_bytes)  # type: ignore[arg-type]
+                except (OSError, http.client.HTTPException, DownloadError) as exc:
+                    raise _MirrorFailed(f"{host}: {_reason(exc)}") from None
+                got = writer.md5.hexdigest()
+                if got != official.md5:
+                    raise _MirrorFailed(f"{host}: sent a file with md5 {got}, published {official.md5}")
+            return dest
+        except _MirrorFailed as exc:
+            reasons.append(str(exc))
+        except _CacheWriteError as exc:
+            raise DownloadError(str(exc)) from None
+        except OSError as exc:  # the temp file could not be created: the cache folder is unusable
+            raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}") from None
+        finally:
+            if progress is not None and task is not None:
+                progress.remove_task(task)
+    raise DownloadError("; ".join(reasons) if reasons else f"no mirror for {official.name}")
+
+
+def cached_test_split(folder: Path | None = None, *, progress: Progress | None = None,
+                      note: Note | None = None) -> list[str]:
+    """Make ``folder`` (default: :func:`cache_folder`) hold the verified official test split,
+    downloading what is missing or corrupt; return the names of the files that were downloaded.
+
+    Raises :class:`DownloadError` with a one-line message that says how to use ``--from`` when a
+    file cannot be obtained.
+    """
+    folder = folder or cache_folder()
+    fetched: list[str] = []
+    for official in OFFICIAL_FILES:
+        path = folder / official.name
+        if path.is_file():
+            try:
+                got = file_md5(path)
+            except OSError as exc:
+                got = f"unreadable ({exc.strerror or exc})"
+            if got == official.md5:
+                continue
+            if note is not None:
+                note(f"cached {path} is corrupt (md5 {got}, expected {official.md5}); downloading it again")
+        try:
+            fetch_file(official, folder, progress=progress)
+            fetched.append(official.name)
+        except DownloadError as exc:
+            raise DownloadError(
+                f"could not download the Fashion-MNIST test split ({exc}); get {file_names()} from "
+                f"{PROJECT_PAGE} and run `tagteller demo --from DIR` with DIR holding both files"
+            ) from None
+    return fetched
+
+
+def check_offline_copy(folder: Path, note: Note | None = None) -> bool:
+    """Check ``--from DIR``: both files must be there. Returns True when both are the official
+    files (md5 verified); other idx files are accepted with one note saying so."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: --from folder does not exist (it must hold {file_names()})")
+    paths = [folder / expected.name for expected in OFFICIAL_FILES]
+    for path in paths:
+        if not path.is_file():
+            raise DatasetError(f"{path}: missing; --from DIR must hold {file_names()}")
+    differing = []
+    for expected, path in zip(OFFICIAL_FILES, paths):
+        try:
+            if file_md5(path) != expected.md5:
+                differing.append(expected.name)
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if differing and note is not None:
+        note(f"{folder}: not the official Fashion-MNIST test split (the md5 of {' and '.join(differing)} "
+             "differs from the published one); scanning it anyway, but the accuracy is not comparable "
+             "to published results")
+    return not differing
+
+
+# -- scoring ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClassScore:
+    """How one class fared: images of it, how many were found, and how often a guess of it was right."""
+
+    label: str
+    count: int
+    correct: int
+    predicted: int
+
+    @property
+    def recall(self) -> float | None:
+        return self.correct / self.count if self.count else None
+
+    @property
+    def precision(self) -> float | None:
+        return self.correct / self.predicted if self.predicted else None
+
+    @property
+    def f1(self) -> float | None:
+        if self.count == 0 and self.predicted == 0:
+            return None
+        denominator = self.count + self.predicted
+        return 2 * self.correct / denominator if denominator else 0.0
+
+
+@dataclass
+class DemoResult:
+    """The scores of one demo run and what produced them."""
+
+    labels: tuple[str, ...]
+    truth: list[int]
+    predicted: list[int]  # -1 where the image failed to scan
+    failures: list[tuple[str, str]]
+    seconds: float
+    batch_size: int
+    model_path: Path
+    model_version: str
+    model_source: str
+    data_folder: Path
+    data_origin: str  # "cache", "download" or "from"
+    official: bool
+    classes: list[ClassScore] = field(init=False)
+
+    def __post_init__(self) -> None:
+        truth = np.asarray(self.truth, dtype=np.int64)
+        pred = np.asarray(self.predicted, dtype=np.int64)
+        k = len(self.labels)
+        counts = np.bincount(truth, minlength=k)
+        predicted = np.bincount(pred[pred >= 0], minlength=k)
+        correct = np.bincount(truth[truth == pred], minlength=k)
+        self.classes = [ClassScore(label, int(counts[i]), int(correct[i]), int(predicted[i]))
+                        for i, label in enumerate(self.labels)]
+
+    @property
+    def total(self) -> int:
+        return len(self.truth)
+
+    @property
+    def correct(self) -> int:
+        return sum(c.correct for c in self.classes)
+
+    @property
+    def accuracy(self) -> float:
+        """Right answers over all images (an image that failed to scan counts as wrong)."""
+        return self.correct / self.total if self.total else 0.0
+
+    @property
+    def macro_f1(self) -> float:
+        """Mean F1 over the classes present in the data."""
+        scores = [c.f1 for c in self.classes if c.count and c.f1 is not None]
+        return float(np.mean(scores)) if scores else 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.total / self.seconds if self.seconds > 0 else float("inf")
+
+    def as_dict(self) -> dict[str, Any]:
+        def pct(value: float | None) -> float | None:
+            return None if value is None else round(value, 6)
+
+        return {
+            "dataset": {
+                "name": "Fashion-MNIST test split",
+                "folder": str(self.data_folder),
+                "origin": self.data_origin,
+                "official": self.official,
+                "images": self.total,
+            },
+            "model": {"path": str(self.model_path), "version": self.model_version, "source": self.model_source},
+            "accuracy": pct(self.accuracy),
+            "correct": self.correct,
+            "total": self.total,
+            "macro_f1": pct(self.macro_f1),
+            "classes": [
+                {"label": c.label, "count": c.count, "correct": c.correct, "predicted": c.predicted,
+                 "recall": pct(c.recall), "precision": pct(c.precision)}
+                for c in self.classes
+            ],
+            "failed": [{"image": name, "error": reason} for name, reason in self.failures],
+            "seconds": round(self.seconds, 4),
+            "images_per_second": round(self.images_per_second, 2),
+            "batch_size": self.batch_size,
+        }
+
+
+def load_test_split(folder: Path, labels: Sequence[str], limit: int | None = None) -> tuple[list[np.ndarray], list[int]]:
+    """The images (28x28 uint8 arrays) and label numbers of the idx files in ``folder``."""
+    dataset = IdxLayout(class_names=tuple(labels), prefix=TEST_SPLIT_LAYOUT.prefix).load(folder, labels)
+    samples = dataset.samples[:limit] if limit is not None else dataset.samples
+    index = dataset.label_index()
+    return [s.array for s in samples], [index[s.label] for s in samples]  # type: ignore[misc]
+
+
+def score_model(engine: Engine, model: LoadedModel, folder: Path, labels: Sequence[str], *,
+                limit: int | None = None, batch_size: int = 64,
+                on_start: Callable[[int], None] | None = None,
+                on_result: Callable[[ScanResult], None] | None = None, **provenance: Any) -> DemoResult:
+    """Read the split in ``folder``, scan it with ``model``, and score the answers.
+
+    ``labels`` are the class names in idx label-number order; the model's labels are matched to
+    them by name, so a model whose output order differs is still scored right. ``on_start(n)`` is
+    called once the ``n`` images are read, ``on_result`` after each one is scanned. The clock covers
+    reading the files, preprocessing and inference: wall time, end to end.
+    """
+    missing = sorted(set(labels) - set(model.info.labels))
+    if missing:
+        raise TagtellerError(f"{model.path}: the model does not know the classes {', '.join(missing)}")
+    position = {label: i for i, label in enumerate(labels)}
+    started = time.perf_counter()
+    images, truth = load_test_split(folder, labels, limit)
+    if on_start is not None:
+        on_start(len(images))
+    predicted: list[int] = []
+    failures: list[tuple[str, str]] = []
+    names = (f"t10k:{i}" for i in range(len(images)))
+    for result in engine.scan(model, images, top_k=1, batch_size=batch_size, names=names):
+        top = result.top
+        if result.ok and top is not None:
+            predicted.append(position.get(top.label, -1))
+        else:
+            predicted.append(-1)
+            failures.append((result.source, result.error or "failed"))
+        if on_result is not None:
+            on_result(result)
+    seconds = time.perf_counter() - started
+    return DemoResult(labels=tuple(labels), truth=truth, predicted=predicted, failures=failures,
+                      seconds=seconds, batch_size=batch_size, **provenance)
+
+
+def format_report(result: DemoResult) -> Iterator[str]:
+    """The human-readable report, line by line."""
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value * 100:.2f}%"
+
+    origin = {"cache": "cached", "download": "downloaded", "from": "offline copy"}.get(result.data_origin, result.data_origin)
+    check = "official, md5 verified" if result.official else "not the official files"
+    yield f"data:     Fashion-MNIST test split, {result.total} images ({origin}, {check}): {result.data_folder}"
+    yield f"model:    {result.model_path} (version {result.model_version}, {result.model_source})"
+    yield f"accuracy: {pct(result.accuracy)} ({result.correct} of {result.total})"
+    yield f"macro-F1: {result.macro_f1:.4f}"
+    width = max(len("class"), *(len(c.label) for c in result.classes))
+    yield f"  {'class':<{width}}  {'recall':>8}  {'precision':>9}  {'count':>6}"
+    for c in result.classes:
+        yield f"  {c.label:<{width}}  {pct(c.recall):>8}  {pct(c.precision):>9}  {c.count:>6}"
+    if result.failures:
+        yield f"failed:   {len(result.failures)} image(s) could not be scanned"
+    yield (f"speed:    {result.images_per_second:.1f} images/s ({result.total} images in {result.seconds:.2f} s "
+           f"wall, reading + preprocessing + inference, batch {result.batch_size})")

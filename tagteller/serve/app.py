@@ -1,0 +1,173 @@
+"""The FastAPI application behind ``tagteller serve``: routes, error format and the scanner page.
+
+``create_app(engine=None, max_upload_bytes=..., max_concurrency=None)`` builds it:
+
+- ``GET /``: the scanner page (``static/index.html``; no external resources).
+- ``GET /healthz``: liveness, without loading any model.
+- ``GET /v1/domains``: each domain's name, description, labels, model and model version.
+- ``POST /v1/scan?domain=X&top_k=K[&price=P]``: classify one image sent as multipart
+  (``file`` field) or as a raw ``image/*`` / ``application/octet-stream`` body; answers the
+  record of :func:`tagteller.output.result_record` plus ``top_k``, ``price`` and ``timing_ms``.
+- ``GET /docs`` and ``GET /openapi.json``: FastAPI's OpenAPI description.
+
+Bad input is never a 500: 400 (content type, undecodable image, bad parameters, malformed
+multipart), 404 (unknown domain), 413 (upload too large), 503 (domain without a usable model).
+Every error body is ``{"status": "error", "error": REASON, "code": CODE}``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import tagteller
+from tagteller.engine import Engine, default_engine
+from tagteller.output import result_record
+from tagteller.serve.errors import ApiError, error_body
+from tagteller.serve.service import ScanService
+from tagteller.serve.uploads import FILE_FIELD, check_request, read_upload
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+#: Default upload limit: a full-resolution phone photo fits comfortably.
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_TOP_K = 50
+PRICE_FIELD = "price"
+
+#: The page loads only its own files; the browser enforces it (and no CDN can sneak in).
+PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+
+SCAN_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The image: a multipart form with a `file` part (and optional `price`), "
+                       "or the raw image bytes.",
+        "content": {
+            "multipart/form-data": {"schema": {
+                "type": "object",
+                "required": [FILE_FIELD],
+                "properties": {FILE_FIELD: {"type": "string", "format": "binary"},
+                               PRICE_FIELD: {"type": "number", "minimum": 0}},
+            }},
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Bad parameters, wrong content type, or an image that cannot be decoded"},
+    404: {"description": "Unknown domain"},
+    413: {"description": "Upload larger than the server's limit"},
+    503: {"description": "The domain has no usable model"},
+}
+
+
+def parse_price(query_value: Optional[str], form_value: Optional[str]) -> Optional[float]:
+    """The optional asking price, from the query or the form (not both): a finite number >= 0."""
+    if query_value is not None and form_value is not None:
+        raise ApiError(400, "give the price once: in the query or in the form, not both")
+    raw = query_value if query_value is not None else form_value
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ApiError(400, f"price {raw[:32]!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise ApiError(400, f"price {raw[:32]!r} must be a finite number, 0 or more")
+    return value
+
+
+def _validation_reason(exc: RequestValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    loc = [str(part) for part in first.get("loc", ())]
+    where = f"{loc[0]} parameter {loc[-1]!r}" if len(loc) >= 2 else "request"
+    return f"{where}: {first.get('msg', 'invalid value')}"
+
+
+def create_app(engine: Engine | None = None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               max_concurrency: int | None = None) -> FastAPI:
+    """The API and page, sharing ``engine`` (default: the process-wide engine)."""
+    if max_upload_bytes < 1:
+        raise ValueError("max_upload_bytes must be at least 1")
+    service = ScanService(engine or default_engine(), max_concurrency)
+    app = FastAPI(
+        title="tagteller",
+        version=tagteller.__version__,
+        description="Tell what a thing is from a photo. `POST /v1/scan` with an image; "
+                    "`GET /v1/domains` for what can be told apart.",
+    )
+    app.state.service = service
+    app.state.max_upload_bytes = max_upload_bytes
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.content(), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(error_body(400, _validation_reason(exc)), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(error_body(exc.status_code, str(exc.detail)), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html",
+                            headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/healthz", summary="Liveness check (loads no model)")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": tagteller.__version__}
+
+    @app.get("/v1/domains", summary="The domains this server can scan with")
+    async def list_domains() -> dict[str, Any]:
+        rows = await service.run_blocking(service.describe_domains)
+        return {"domains": rows, "limits": {"max_upload_bytes": max_upload_bytes, "max_top_k": MAX_TOP_K}}
+
+    @app.post("/v1/scan", summary="Tell what is in one image", openapi_extra=SCAN_REQUEST_BODY,
+              responses=ERROR_RESPONSES)
+    async def scan(
+        request: Request,
+        domain: str = Query(..., min_length=1, max_length=64, description="Domain to scan with (see /v1/domains)."),
+        top_k: int = Query(3, ge=1, le=MAX_TOP_K, description="How many labels to report."),
+        price: Optional[str] = Query(None, max_length=32, description="Optional asking price, echoed as `price`."),
+    ) -> Any:
+        started = time.perf_counter()
+        parse_price(price, None)  # a bad query price fails before the upload is read
+        dom = await service.run_blocking(service.domain, domain)
+        check_request(request, max_upload_bytes)  # content type and declared size, before reading
+        model = await service.run_blocking(service.model_for, dom)
+        upload = await read_upload(request, max_upload_bytes)
+        price_value = parse_price(price, upload.fields.get(PRICE_FIELD))
+        result, timing = await service.classify(model, upload.data, upload.name, top_k)
+        record = result_record(result, low_confidence=dom.low_confidence, extra={
+            "top_k": top_k,
+            "price": price_value,
+            "timing_ms": {
+                "decode_and_inference": timing.decode_and_inference_ms,
+                "waiting": timing.waiting_ms,
+                "total": round((time.perf_counter() - started) * 1000, 3),
+            },
+        })
+        if not result.ok:
+            raise ApiError(400, record["error"] or "cannot decode image", body={**record, "code": 400})
+        return record
+
+    return app

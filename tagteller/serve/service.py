@@ -1,0 +1,122 @@
+"""The scanning side of the server: one engine per process, scans off the event loop, bounded.
+
+:class:`ScanService` resolves a domain and its model (``domain.resolve_model()``, opened once and
+cached by the shared :class:`~tagteller.engine.Engine`), and runs each scan in a worker thread
+through an ``anyio`` capacity limiter, so at most ``max_concurrency`` scans decode and infer at
+once while the event loop keeps answering other requests. onnxruntime sessions are safe to run
+from several threads, so every request shares the engine's one session per model.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from tagteller import plugins
+from tagteller.engine import Engine, LoadedModel, ScanResult
+from tagteller.errors import ModelError, UnknownDomainError
+from tagteller.serve.errors import ApiError
+
+
+def default_concurrency() -> int:
+    """Scans run at once by default: one per core, at most four."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Milliseconds spent waiting for a free scan slot, and decoding + running the model."""
+
+    waiting_ms: float
+    decode_and_inference_ms: float
+
+
+class ScanService:
+    """Domains, their models and the scans, shared by every request of one app."""
+
+    def __init__(self, engine: Engine, max_concurrency: int | None = None) -> None:
+        self.engine = engine
+        self.max_concurrency = max_concurrency or default_concurrency()
+        if self.max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def _scan_limiter(self) -> anyio.CapacityLimiter:
+        # Created on first use, inside the running event loop (older anyio needs one).
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.max_concurrency)
+        return self._limiter
+
+    # -- domains and models (blocking; call them through a worker thread) ---------------------
+    @staticmethod
+    def domain(name: str) -> Any:
+        """The registered domain called ``name``; 404 when there is none."""
+        try:
+            return plugins.get_domain(name)
+        except UnknownDomainError as exc:
+            raise ApiError(404, str(exc)) from None
+
+    def model_for(self, domain: Any) -> LoadedModel:
+        """The domain's model, opened once by the engine; 503 when it has none or it is broken."""
+        path = domain.resolve_model()
+        if path is None:
+            raise ApiError(503, f"domain {domain.name!r} has no model installed: train one with "
+                                f"`tagteller train --domain {domain.name} DATA_DIR`")
+        try:
+            loaded = self.engine.load(path)
+        except ModelError as exc:
+            raise ApiError(503, f"the model for domain {domain.name!r} cannot be used: {exc}") from None
+        if loaded.info.domain != domain.name:
+            raise ApiError(503, f"the model for domain {domain.name!r} ({path.name}) was trained for "
+                                f"domain {loaded.info.domain!r}")
+        return loaded
+
+    def describe_domains(self) -> list[dict[str, Any]]:
+        """Each domain: name, description, labels, whether a usable model is there, its version."""
+        rows = []
+        for dom in plugins.domains().values():
+            row: dict[str, Any] = {
+                "name": dom.name,
+                "description": dom.description,
+                "labels": list(dom.labels),
+                "plugin": dom.plugin,
+                "model": dom.model_source(),
+                "has_model": False,
+                "model_version": None,
+                "model_error": None,
+                "low_confidence": dom.low_confidence,
+            }
+            if row["model"] != "none":
+                try:
+                    loaded = self.model_for(dom)
+                except ApiError as exc:
+                    row["model_error"] = exc.reason
+                else:
+                    row.update(has_model=True, model_version=loaded.info.model_version,
+                               labels=list(loaded.info.labels))
+            rows.append(row)
+        return rows
+
+    # -- async entry points -----------------------------------------------------------------
+    async def run_blocking(self, func: Any, *args: Any) -> Any:
+        """Run a blocking helper (plugin loading, model opening) in a worker thread."""
+        return await anyio.to_thread.run_sync(func, *args)
+
+    async def classify(self, model: LoadedModel, data: bytes, name: str, top_k: int) -> tuple[ScanResult, Timing]:
+        """Decode and classify one image in a worker thread, at most ``max_concurrency`` at once."""
+        queued = time.perf_counter()
+
+        def work() -> tuple[ScanResult, float, float]:
+            start = time.perf_counter()
+            result = self.engine.classify(model, data, top_k=top_k)
+            return result, start, time.perf_counter()
+
+        result, start, end = await anyio.to_thread.run_sync(work, limiter=self._scan_limiter())
+        result.source = name
+        return result, Timing(waiting_ms=round((start - queued) * 1000, 3),
+                              decode_and_inference_ms=round((end - start) * 1000, 3))

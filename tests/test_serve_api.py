@@ -1,0 +1,538 @@
+"""`tagteller serve`'s HTTP API through FastAPI's test client: scans, limits and every error.
+
+The app scans with tiny colour models (``tests.builders.colour_model``) registered under test
+domains by a plugin object; built-in plugins are switched off so the domain list is exactly ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="needs the [serve] extra (fastapi)")
+pytest.importorskip("python_multipart", reason="needs the [serve] extra (python-multipart)")
+
+import httpx  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from PIL import Image  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+import tagteller  # noqa: E402
+from tagteller import Domain, plugins  # noqa: E402
+from tagteller.cli import build_app  # noqa: E402
+from tagteller.engine import Engine, default_engine  # noqa: E402
+from tagteller.serve.app import create_app  # noqa: E402
+from tests.builders import RGB_LABELS, colour_model  # noqa: E402
+
+MAX_UPLOAD = 64 * 1024
+TAGTELLER = Path(sys.executable).parent / "tagteller"
+
+
+class DomainsPlugin:
+    """A plugin object that registers the domains it is given."""
+
+    def __init__(self, *domains: Domain) -> None:
+        self.domains = domains
+
+    @tagteller.hookimpl
+    def register_domains(self, register):
+        for domain in self.domains:
+            register(domain)
+
+
+def register_serve_domains(folder: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """Only test domains: ``colours`` (a working model), ``no-model``, ``broken-model`` (not
+    ONNX) and ``wrong-model`` (a model trained for another domain)."""
+    monkeypatch.setenv("TAGTELLER_PLUGINS", "")  # no built-in plugins: the domain list is ours alone
+    model = colour_model(folder / "colours.onnx", model_version="7")
+    broken = folder / "broken.onnx"
+    broken.write_bytes(b"this is not an ONNX model")
+    plugins.register_plugin(DomainsPlugin(
+        Domain(name="colours", description="Red, green or blue, by mean colour.", labels=RGB_LABELS,
+               model_path=model),
+        Domain(name="no-model", description="Nothing trained yet.", labels=("a", "b")),
+        Domain(name="broken-model", description="A corrupt model file.", labels=RGB_LABELS, model_path=broken),
+        Domain(name="wrong-model", description="Someone else's model.", labels=RGB_LABELS, model_path=model),
+    ), "serve-test-domains")
+    return {"colours": model, "broken": broken}
+
+
+def png_bytes(colour=(255, 0, 0), size=(40, 30), pad_to: int | None = None) -> bytes:
+    """A PNG; ``pad_to`` appends zero bytes after IEND (still decodable) up to that length."""
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, format="PNG")
+    data = buf.getvalue()
+    if pad_to is not None:
+        assert pad_to >= len(data)
+        data += b"\0" * (pad_to - len(data))
+    return data
+
+
+def jpeg_bytes(colour=(0, 0, 255), size=(64, 64), mode="RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size, colour).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` but carries almost no pixel data."""
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def domains(tmp_path, monkeypatch):
+    return register_serve_domains(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def client(domains):
+    app = create_app(engine=Engine(intra_threads=1), max_upload_bytes=MAX_UPLOAD)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def scan(client: TestClient, domain: str = "colours", **kwargs) -> httpx.Response:
+    params = {"domain": domain, **kwargs.pop("params", {})}
+    return client.post("/v1/scan", params=params, **kwargs)
+
+
+def assert_error(response: httpx.Response, code: int, *fragments: str) -> dict:
+    assert response.status_code == code, response.text
+    body = response.json()
+    assert body["status"] == "error"
+    assert body["code"] == code
+    assert isinstance(body["error"], str) and body["error"]
+    assert "\n" not in body["error"]
+    for fragment in fragments:
+        assert fragment in body["error"], body["error"]
+    return body
+
+
+# -- happy paths ------------------------------------------------------------------------------
+
+def test_healthz_answers_without_loading_a_model(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "version": tagteller.__version__}
+    assert client.app.state.service.engine._models == {}
+
+
+def test_domains_lists_labels_models_and_versions(client):
+    response = client.get("/v1/domains")
+    assert response.status_code == 200
+    body = response.json()
+    by_name = {row["name"]: row for row in body["domains"]}
+    assert set(by_name) == {"colours", "no-model", "broken-model", "wrong-model"}
+    colours = by_name["colours"]
+    assert colours["has_model"] is True
+    assert colours["model_version"] == "7"
+    assert colours["labels"] == list(RGB_LABELS)
+    assert colours["description"] == "Red, green or blue, by mean colour."
+    assert colours["model"] == "shipped"
+    assert colours["model_error"] is None
+    assert by_name["no-model"]["has_model"] is False
+    assert by_name["no-model"]["model"] == "none"
+    assert by_name["no-model"]["model_version"] is None
+    assert by_name["broken-model"]["has_model"] is False
+    assert "not a loadable ONNX model" in by_name["broken-model"]["model_error"]
+    assert "trained for domain 'colours'" in by_name["wrong-model"]["model_error"]
+    assert body["limits"]["max_upload_bytes"] == MAX_UPLOAD
+
+
+@pytest.mark.parametrize("colour, label", [((255, 0, 0), "red"), ((0, 200, 0), "green"), ((0, 0, 250), "blue")])
+def test_multipart_scan_answers_the_record(client, colour, label):
+    response = scan(client, files={"file": ("shirt photo.png", png_bytes(colour), "image/png")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["label"] == label
+    assert body["sure"] is True
+    assert body["confidence"] > 0.99
+    assert body["file"] == "shirt photo.png"
+    assert body["domain"] == "colours"
+    assert body["model_version"] == "7"
+    assert body["error"] is None
+    assert [p["label"] for p in body["top"]][0] == label
+    assert len(body["top"]) == 3
+    assert body["top_k"] == 3
+    assert body["price"] is None
+    timing = body["timing_ms"]
+    assert timing["decode_and_inference"] > 0
+    assert timing["waiting"] >= 0
+    assert timing["total"] >= timing["decode_and_inference"]
+
+
+@pytest.mark.parametrize("content_type, data, label", [
+    ("image/png", png_bytes((0, 255, 0)), "green"),
+    ("image/jpeg", jpeg_bytes((0, 0, 255)), "blue"),
+    ("application/octet-stream", png_bytes((255, 0, 0)), "red"),
+    ("IMAGE/PNG; charset=binary", png_bytes((255, 0, 0)), "red"),
+])
+def test_raw_body_scan(client, content_type, data, label):
+    response = scan(client, content=data, headers={"content-type": content_type})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["label"] == label
+    assert body["file"] == f"<{len(data)} bytes>"
+
+
+def test_top_k_limits_the_predictions(client):
+    body = scan(client, params={"top_k": 1}, content=png_bytes(), headers={"content-type": "image/png"}).json()
+    assert [p["label"] for p in body["top"]] == ["red"]
+    body = scan(client, params={"top_k": 50}, content=png_bytes(), headers={"content-type": "image/png"}).json()
+    assert len(body["top"]) == 3  # never more than the model's labels
+    assert body["top_k"] == 50
+
+
+def test_grey_image_is_reported_as_not_sure(client):
+    body = scan(client, content=png_bytes((128, 128, 128)), headers={"content-type": "image/png"}).json()
+    assert body["status"] == "ok"
+    assert body["sure"] is False
+    assert body["confidence"] == pytest.approx(1 / 3, abs=1e-3)
+
+
+def test_price_is_passed_through_from_query_or_form(client):
+    body = scan(client, params={"price": "12.50"}, content=png_bytes(), headers={"content-type": "image/png"}).json()
+    assert body["price"] == 12.5
+    body = scan(client, files={"file": ("a.png", png_bytes(), "image/png")}, data={"price": "7"}).json()
+    assert body["price"] == 7.0
+    body = scan(client, files={"file": ("a.png", png_bytes(), "image/png")}, data={"price": ""}).json()
+    assert body["price"] is None
+
+
+def test_client_file_names_are_reduced_to_a_printable_base_name(client):
+    # Written by hand: httpx would percent-encode the control character in the file name.
+    form = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"..\\..\\etc/pa\x07sswd.png\"\r\n"
+            b"Content-Type: image/png\r\n\r\n" + png_bytes() + b"\r\n--b--\r\n")
+    body = scan(client, content=form, headers={"content-type": "multipart/form-data; boundary=b"}).json()
+    assert body["status"] == "ok", body
+    assert body["file"] == "passwd.png"
+
+
+# -- the page ---------------------------------------------------------------------------------
+
+def test_page_is_served_with_its_assets_and_nothing_external(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    html = page.text
+    assert 'accept="image/*"' in html and 'capture="environment"' in html
+    assert 'id="domain"' in html
+    assert 'name="viewport"' in html
+    for asset, kind in (("/static/app.js", "javascript"), ("/static/style.css", "text/css")):
+        response = client.get(asset)
+        assert response.status_code == 200
+        assert kind in response.headers["content-type"]
+        for text in (html, response.text):
+            assert "http://" not in text and "https://" not in text and "//cdn" not in text
+
+
+def test_openapi_describes_the_api_offline(client):
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/scan", "/v1/domains", "/healthz"} <= set(spec["paths"])
+    body = spec["paths"]["/v1/scan"]["post"]["requestBody"]["content"]
+    assert {"multipart/form-data", "image/*", "application/octet-stream"} <= set(body)
+    assert client.get("/docs").status_code == 200
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+def test_unknown_domain_is_404_and_names_the_known_ones(client):
+    body = assert_error(scan(client, domain="shoes", content=png_bytes(), headers={"content-type": "image/png"}),
+                        404, "unknown domain 'shoes'", "colours")
+    assert "no-model" in body["error"]
+    assert_error(scan(client, domain="../../etc", content=png_bytes(), headers={"content-type": "image/png"}), 404)
+
+
+@pytest.mark.parametrize("domain, fragment", [
+    ("no-model", "has no model installed"),
+    ("broken-model", "not a loadable ONNX model"),
+    ("wrong-model", "trained for domain 'colours'"),
+])
+def test_domain_without_a_usable_model_is_503(client, domain, fragment):
+    assert_error(scan(client, domain=domain, content=png_bytes(), headers={"content-type": "image/png"}), 503,
+                 f"{domain!r}", fragment)
+
+
+@pytest.mark.parametrize("params, fragment", [
+    ({"domain": None}, "query parameter 'domain'"),
+    ({"top_k": 0}, "query parameter 'top_k'"),
+    ({"top_k": 51}, "query parameter 'top_k'"),
+    ({"top_k": "three"}, "query parameter 'top_k'"),
+    ({"price": "cheap"}, "price 'cheap' is not a number"),
+    ({"price": "-1"}, "0 or more"),
+    ({"price": "nan"}, "finite"),
+    ({"price": "inf"}, "finite"),
+    ({"domain": "x" * 65}, "query parameter 'domain'"),
+])
+def test_bad_parameters_are_400(client, params, fragment):
+    query = {"domain": "colours", **params}
+    query = {k: v for k, v in query.items() if v is not None}
+    response = client.post("/v1/scan", params=query, content=png_bytes(), headers={"content-type": "image/png"})
+    assert_error(response, 400, fragment)
+
+
+def test_price_given_twice_is_400(client):
+    response = scan(client, params={"price": "3"}, files={"file": ("a.png", png_bytes(), "image/png")},
+                    data={"price": "4"})
+    assert_error(response, 400, "give the price once")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/json", "application/x-www-form-urlencoded",
+                                          "video/mp4", None])
+def test_wrong_content_type_is_400(client, content_type):
+    headers = {"content-type": content_type} if content_type else {}
+    response = scan(client, content=png_bytes(), headers=headers)
+    assert_error(response, 400, "is not accepted", "multipart/form-data")
+
+
+@pytest.mark.parametrize("data, fragment", [
+    (b"", "empty upload"),
+    (b"hello, I am not a picture", "not a recognised image format"),
+    (png_bytes()[:60], "cannot"),
+    (jpeg_bytes()[:400], "cannot"),
+    (png_declaring(60_000, 60_000), "refused"),
+    (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "not a recognised image format"),
+])
+def test_undecodable_image_is_400_with_the_reason(client, data, fragment):
+    response = scan(client, content=data, headers={"content-type": "image/png"})
+    body = assert_error(response, 400, fragment)
+    if data:  # a decode failure answers the full scan record
+        assert body["domain"] == "colours" and body["label"] is None and body["top"] == []
+
+
+def test_multipart_problems_are_400(client):
+    png = png_bytes()
+    assert_error(scan(client, data={"other": "x"}, files={"photo": ("a.png", png, "image/png")}), 400,
+                 "no 'file' field")
+    assert_error(scan(client, data={"file": "not a file"}, files={"x": ("a.png", png, "image/png")}), 400,
+                 "must be a file part")
+    assert_error(scan(client, files={"file": ("notes.txt", b"plain words", "text/plain")}), 400,
+                 "content type text/plain")
+    assert_error(scan(client, files=[("file", ("a.png", png, "image/png")), ("file", ("b.png", png, "image/png"))]),
+                 400, "malformed multipart upload")
+    assert_error(scan(client, content=b"--xyz\r\nnonsense", headers={"content-type": "multipart/form-data"}), 400,
+                 "malformed multipart upload")
+    assert_error(scan(client, content=b"--xyz\r\nnonsense",
+                      headers={"content-type": "multipart/form-data; boundary=xyz"}), 400)
+
+
+def test_upload_at_the_limit_is_scanned_and_one_byte_more_is_413(client):
+    at_limit = png_bytes(pad_to=MAX_UPLOAD)
+    over = png_bytes(pad_to=MAX_UPLOAD + 1)
+    assert scan(client, content=at_limit, headers={"content-type": "image/png"}).json()["label"] == "red"
+    assert_error(scan(client, content=over, headers={"content-type": "image/png"}), 413, "64 KiB limit")
+    assert scan(client, files={"file": ("a.png", at_limit, "image/png")}).json()["label"] == "red"
+    assert_error(scan(client, files={"file": ("a.png", over, "image/png")}), 413)
+
+
+def test_declared_content_length_over_the_limit_is_413_before_reading(client):
+    response = scan(client, content=png_bytes(), headers={"content-type": "image/png",
+                                                          "content-length": str(10 * MAX_UPLOAD)})
+    assert_error(response, 413)
+    assert_error(scan(client, content=png_bytes(), headers={"content-type": "image/png", "content-length": "lots"}),
+                 400, "Content-Length")
+
+
+def test_streamed_upload_without_length_is_counted(client):
+    def chunks(total: int, size: int = 8192):
+        sent = 0
+        while sent < total:
+            yield b"\0" * min(size, total - sent)
+            sent += size
+
+    def streamed(data: bytes):
+        yield from (data[i:i + 1000] for i in range(0, len(data), 1000))
+
+    big = scan(client, content=chunks(4 * MAX_UPLOAD), headers={"content-type": "application/octet-stream"})
+    assert "content-length" not in big.request.headers
+    assert_error(big, 413)
+    multipart_head = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n"
+    big_form = scan(client, content=(part for part in [multipart_head, *chunks(4 * MAX_UPLOAD)]),
+                    headers={"content-type": "multipart/form-data; boundary=b"})
+    assert_error(big_form, 413)
+    ok = scan(client, content=streamed(png_bytes((0, 0, 255))), headers={"content-type": "image/png"})
+    assert ok.status_code == 200 and ok.json()["label"] == "blue"
+
+
+GARBAGE = [
+    pytest.param(b"\x00" * 100, "image/jpeg", id="zeros"),
+    pytest.param(b"\xff\xd8\xff" + bytes(range(256)) * 2, "image/jpeg", id="jpeg-magic-then-noise"),
+    pytest.param(b"GIF89a" + b"\x00" * 20, "image/gif", id="gif-header-only"),
+    pytest.param(b"BM" + b"\xff" * 60, "image/bmp", id="bmp-bad-header"),
+    pytest.param(b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp", id="webp-stub"),
+    pytest.param(b"II*\x00" + b"\x00" * 40, "image/tiff", id="tiff-stub"),
+    pytest.param(png_bytes()[:33], "image/png", id="png-header-only"),
+    pytest.param(png_bytes().replace(b"IDAT", b"IDAX"), "image/png", id="png-no-pixel-data"),
+    pytest.param("ünïcödé text".encode(), "application/octet-stream", id="utf8-text"),
+    pytest.param(b"{\"file\": \"x\"}", "application/json", id="json"),
+    pytest.param(b"%PDF-1.4\n", "application/pdf", id="pdf"),
+    pytest.param(b"--b\r\n\r\n--b--", "multipart/form-data; boundary=b", id="multipart-empty-part"),
+    pytest.param(b"--b\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b--\r\n",
+                 "multipart/form-data; boundary=b", id="multipart-part-without-name"),
+    pytest.param(b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n\r\nabc\r\n--b--\r\n",
+                 "multipart/form-data; boundary=b", id="multipart-file-not-an-image"),
+    pytest.param(b"garbage", "multipart/form-data; boundary=", id="multipart-empty-boundary"),
+    pytest.param(b"garbage", "multipart/form-data; boundary=\"unterminated", id="multipart-bad-boundary"),
+    pytest.param(b"garbage", "image/png; \x7f=\x01", id="odd-content-type-parameters"),
+    pytest.param(b"garbage", ";;;", id="content-type-only-separators"),
+]
+
+
+@pytest.mark.parametrize("data, content_type", GARBAGE)
+def test_garbage_is_refused_with_a_reason_never_500(client, data, content_type):
+    response = scan(client, content=data, headers={"content-type": content_type})
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["status"] == "error"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=3000),
+       content_type=st.sampled_from(["image/png", "image/jpeg", "application/octet-stream", "image/gif",
+                                     "multipart/form-data; boundary=x", "text/plain"]),
+       prefix=st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"--x\r\n"]))
+def test_random_bytes_never_cause_a_server_error(client, data, content_type, prefix):
+    response = scan(client, content=prefix + data, headers={"content-type": content_type})
+    assert response.status_code < 500, response.text
+    assert response.json()["status"] in ("ok", "error")
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/v1/scan"), ("POST", "/v1/domains"), ("GET", "/nowhere")])
+def test_wrong_routes_answer_the_error_shape(client, method, path):
+    response = client.request(method, path)
+    assert response.status_code in (404, 405)
+    assert response.json()["status"] == "error"
+
+
+# -- engine, threads and concurrency ----------------------------------------------------------
+
+class RecordingEngine(Engine):
+    """An engine that notes where and how many scans run at once (each scan takes >= 0.15 s)."""
+
+    def __init__(self) -> None:
+        super().__init__(intra_threads=1)
+        self.lock = threading.Lock()
+        self.active = 0
+        self.peak = 0
+        self.on_event_loop: list[bool] = []
+
+    def classify(self, model, source, top_k=3):
+        try:
+            asyncio.get_running_loop()
+            self.on_event_loop.append(True)
+        except RuntimeError:
+            self.on_event_loop.append(False)
+        with self.lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            time.sleep(0.15)
+            return super().classify(model, source, top_k)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+def test_scans_run_off_the_event_loop_with_bounded_concurrency(domains):
+    engine = RecordingEngine()
+    app = create_app(engine=engine, max_upload_bytes=MAX_UPLOAD, max_concurrency=2)
+    image = png_bytes((0, 255, 0))
+
+    async def five_at_once():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            tasks = [asyncio.create_task(http.post("/v1/scan", params={"domain": "colours"}, content=image,
+                                                   headers={"content-type": "image/png"})) for _ in range(5)]
+            deadline = time.monotonic() + 10
+            while engine.active == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            # The event loop still answers while scans run in their threads.
+            health = await http.get("/healthz")
+            scanning_during_health = engine.active > 0
+            return await asyncio.gather(*tasks), health, scanning_during_health
+
+    responses, health, scanning_during_health = asyncio.run(five_at_once())
+    assert [r.json()["label"] for r in responses] == ["green"] * 5
+    assert engine.on_event_loop == [False] * 5
+    assert engine.peak == 2
+    assert health.status_code == 200 and scanning_during_health
+    waits = sorted(r.json()["timing_ms"]["waiting"] for r in responses)
+    assert waits[-1] >= 250  # the fifth scan waited two rounds for a free slot
+    # The app shares one engine: the model was opened once for five scans.
+    assert len(engine._models) == 1
+
+
+def test_default_app_uses_the_process_engine(domains):
+    app = create_app()
+    assert app.state.service.engine is default_engine()
+    assert app.state.max_upload_bytes == 20 * 1024 * 1024
+
+
+# -- the command ------------------------------------------------------------------------------
+
+def test_serve_command_without_the_extra_names_the_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # importlib.util.find_spec() -> None
+    result = CliRunner().invoke(build_app(), ["serve"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert "fastapi" in lines[0] and "pip install 'tagteller[serve]'" in lines[0]
+
+
+def test_serve_command_module_imports_nothing_heavy():
+    code = ("import sys, tagteller.cli.serve; "
+            "heavy = [m for m in ('fastapi', 'uvicorn', 'starlette', 'tensorflow') if m in sys.modules]; "
+            "print(heavy); sys.exit(1 if heavy else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_command_serves_on_localhost(domains, tmp_path):
+    port = free_port()
+    env = {**os.environ, "TAGTELLER_PLUGINS": ""}
+    proc = subprocess.Popen([str(TAGTELLER), "serve", "--port", str(port), "--max-upload-mb", "0.5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"server did not start: {proc.stdout.read() if proc.poll() is not None else ''}")
+                time.sleep(0.1)
+        assert health.json()["status"] == "ok"
+        limits = httpx.get(f"http://127.0.0.1:{port}/v1/domains", timeout=5).json()["limits"]
+        assert limits["max_upload_bytes"] == 512 * 1024
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+        assert 'capture="environment"' in page.text
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=15)
+    assert f"http://127.0.0.1:{port}/" in output
+    assert "warning" not in output.lower()  # loopback: no exposure warning
