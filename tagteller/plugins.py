@@ -63,7 +63,10 @@ def describe_error(exc: BaseException) -> str:
 
 
 def warn_failure(failure: PluginFailure) -> None:
-    """Record a plugin failure and print it once as a warning on stderr."""
+    """Record a plugin failure and print it as a warning on stderr, once: a long-running server
+    that meets the same failure on every request neither repeats the warning nor grows the list."""
+    if failure in failures:
+        return
     failures.append(failure)
     if os.environ.get("TAGTELLER_QUIET_PLUGIN_WARNINGS") != "1":
         print(f"warning: {failure}; skipped", file=sys.stderr)

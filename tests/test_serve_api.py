@@ -7,6 +7,7 @@ domains by a plugin object; built-in plugins are switched off so the domain list
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import os
 import socket
@@ -31,7 +32,7 @@ from PIL import Image  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 import tagteller  # noqa: E402
-from tagteller import Domain, plugins  # noqa: E402
+from tagteller import Domain, feedback, paths, plugins, prices  # noqa: E402
 from tagteller.cli import build_app  # noqa: E402
 from tagteller.engine import Engine, default_engine  # noqa: E402
 from tagteller.serve.app import create_app  # noqa: E402
@@ -54,20 +55,24 @@ class DomainsPlugin:
 
 
 def register_serve_domains(folder: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    """Only test domains: ``colours`` (a working model), ``no-model``, ``broken-model`` (not
-    ONNX) and ``wrong-model`` (a model trained for another domain)."""
+    """Only test domains: ``colours`` (a working model), ``palette`` (a working model; its feedback
+    inbox accepts new labels), ``no-model``, ``broken-model`` (not ONNX) and ``wrong-model`` (a
+    model trained for another domain)."""
     monkeypatch.setenv("TAGTELLER_PLUGINS", "")  # no built-in plugins: the domain list is ours alone
     model = colour_model(folder / "colours.onnx", model_version="7")
+    palette = colour_model(folder / "palette.onnx", domain="palette", model_version="2")
     broken = folder / "broken.onnx"
     broken.write_bytes(b"this is not an ONNX model")
     plugins.register_plugin(DomainsPlugin(
         Domain(name="colours", description="Red, green or blue, by mean colour.", labels=RGB_LABELS,
                model_path=model),
+        Domain(name="palette", description="Colours; you may add your own.", labels=RGB_LABELS,
+               model_path=palette, allow_new_labels=True),
         Domain(name="no-model", description="Nothing trained yet.", labels=("a", "b")),
         Domain(name="broken-model", description="A corrupt model file.", labels=RGB_LABELS, model_path=broken),
         Domain(name="wrong-model", description="Someone else's model.", labels=RGB_LABELS, model_path=model),
     ), "serve-test-domains")
-    return {"colours": model, "broken": broken}
+    return {"colours": model, "palette": palette, "broken": broken}
 
 
 def png_bytes(colour=(255, 0, 0), size=(40, 30), pad_to: int | None = None) -> bytes:
@@ -139,7 +144,7 @@ def test_domains_lists_labels_models_and_versions(client):
     assert response.status_code == 200
     body = response.json()
     by_name = {row["name"]: row for row in body["domains"]}
-    assert set(by_name) == {"colours", "no-model", "broken-model", "wrong-model"}
+    assert set(by_name) == {"colours", "palette", "no-model", "broken-model", "wrong-model"}
     colours = by_name["colours"]
     assert colours["has_model"] is True
     assert colours["model_version"] == "7"
@@ -147,6 +152,9 @@ def test_domains_lists_labels_models_and_versions(client):
     assert colours["description"] == "Red, green or blue, by mean colour."
     assert colours["model"] == "shipped"
     assert colours["model_error"] is None
+    assert colours["allow_new_labels"] is False
+    assert colours["feedback_labels"] == list(RGB_LABELS)
+    assert by_name["palette"]["allow_new_labels"] is True
     assert by_name["no-model"]["has_model"] is False
     assert by_name["no-model"]["model"] == "none"
     assert by_name["no-model"]["model_version"] is None
@@ -247,7 +255,7 @@ def test_page_is_served_with_its_assets_and_nothing_external(client):
 
 def test_openapi_describes_the_api_offline(client):
     spec = client.get("/openapi.json").json()
-    assert {"/v1/scan", "/v1/domains", "/healthz"} <= set(spec["paths"])
+    assert {"/v1/scan", "/v1/feedback", "/v1/domains", "/healthz"} <= set(spec["paths"])
     body = spec["paths"]["/v1/scan"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "image/*", "application/octet-stream"} <= set(body)
     assert client.get("/docs").status_code == 200
@@ -278,9 +286,15 @@ def test_domain_without_a_usable_model_is_503(client, domain, fragment):
     ({"top_k": 51}, "query parameter 'top_k'"),
     ({"top_k": "three"}, "query parameter 'top_k'"),
     ({"price": "cheap"}, "price 'cheap' is not a number"),
-    ({"price": "-1"}, "0 or more"),
+    ({"price": "-1"}, "price must be more than 0"),
+    ({"price": "0"}, "price must be more than 0"),
     ({"price": "nan"}, "finite"),
     ({"price": "inf"}, "finite"),
+    ({"price": "12,50"}, "use '.' as the decimal point"),
+    ({"price": "1" * 33}, "query parameter 'price'"),
+    ({"price": "5", "currency": "EURO"}, "not a three-letter ISO 4217 code"),
+    ({"price": "5", "currency": "€"}, "not a three-letter ISO 4217 code"),
+    ({"currency": "EUR"}, "currency goes with price"),
     ({"domain": "x" * 65}, "query parameter 'domain'"),
 ])
 def test_bad_parameters_are_400(client, params, fragment):
@@ -290,10 +304,15 @@ def test_bad_parameters_are_400(client, params, fragment):
     assert_error(response, 400, fragment)
 
 
-def test_price_given_twice_is_400(client):
+def test_price_or_currency_given_twice_is_400(client):
     response = scan(client, params={"price": "3"}, files={"file": ("a.png", png_bytes(), "image/png")},
                     data={"price": "4"})
     assert_error(response, 400, "give the price once")
+    response = scan(client, params={"currency": "EUR"}, files={"file": ("a.png", png_bytes(), "image/png")},
+                    data={"price": "4", "currency": "USD"})
+    assert_error(response, 400, "give the currency once")
+    response = scan(client, files={"file": ("a.png", png_bytes(), "image/png")}, data={"price": "4" * 40})
+    assert_error(response, 400, "price is too long")
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/json", "application/x-www-form-urlencoded",
@@ -420,6 +439,243 @@ def test_wrong_routes_answer_the_error_shape(client, method, path):
     response = client.request(method, path)
     assert response.status_code in (404, 405)
     assert response.json()["status"] == "error"
+
+
+# -- the deal check -----------------------------------------------------------------------------
+
+DEAL_RESPONSE_FIELDS = ("price_paid", "typical_low", "typical_high", "currency", "deal", "price_source",
+                        "typical_known", "deal_position")
+
+
+class ExampleUsdPrices:
+    """A plugin price source that knows one label, in USD (made-up example numbers)."""
+
+    @tagteller.hookimpl
+    def register_price_sources(self, register):
+        def lookup(domain, label):
+            if (domain, label) == ("colours", "blue"):
+                return prices.PriceRange(low="10", high="20", currency="USD", note="example numbers")
+            return None
+
+        register("example-usd", lookup)
+
+
+def raw_scan(client: TestClient, data: bytes, **params) -> httpx.Response:
+    return scan(client, params=params, content=data, headers={"content-type": "image/png"})
+
+
+def test_scan_without_a_price_has_null_deal_fields(client):
+    body = raw_scan(client, png_bytes()).json()
+    assert {name: body[name] for name in DEAL_RESPONSE_FIELDS} == dict.fromkeys(DEAL_RESPONSE_FIELDS)
+
+
+def test_deal_check_against_the_users_price_list(client):
+    prices.set_price("colours", "red", "60", "90", currency="EUR", note="three shops")
+    response = raw_scan(client, png_bytes((255, 0, 0)), price="12.50")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["label"] == "red" and body["sure"] is True
+    assert body["price"] == 12.5
+    assert {name: body[name] for name in DEAL_RESPONSE_FIELDS} == {
+        "price_paid": "12.50", "typical_low": "60.00", "typical_high": "90.00", "currency": "EUR",
+        "deal": "typical 60-90 EUR, you pay 12.50: about 83% below", "price_source": "your price list",
+        "typical_known": True, "deal_position": "below",
+    }
+    # From the form, with the currency (any case), and above the range.
+    body = scan(client, files={"file": ("tag.png", png_bytes((255, 0, 0)), "image/png")},
+                data={"price": "120", "currency": "eur"}).json()
+    assert body["deal"] == "typical 60-90 EUR, you pay 120: about 60% above"
+    assert body["price_paid"] == "120.00" and body["deal_position"] == "above"
+    body = raw_scan(client, png_bytes((255, 0, 0)), price="90").json()
+    assert body["deal"] == "typical 60-90 EUR, you pay 90: within the typical range"
+    assert body["deal_position"] == "within"
+
+
+def test_no_typical_price_is_said_in_a_field_not_an_error(client):
+    prices.set_price("colours", "red", "60", "90", currency="EUR")
+    response = raw_scan(client, png_bytes((0, 255, 0)), price="5")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["label"] == "green"
+    assert body["typical_known"] is False
+    assert body["deal"] == "no typical price for green"
+    assert body["price_paid"] == "5"
+    assert body["typical_low"] is None and body["typical_high"] is None and body["price_source"] is None
+    # A range in another currency is not converted: red is known in EUR only.
+    body = raw_scan(client, png_bytes((255, 0, 0)), price="5", currency="USD").json()
+    assert body["typical_known"] is False
+    assert body["deal"] == "no typical price for red in USD"
+    assert body["currency"] == "USD"
+
+
+def test_plugin_price_source_and_currency_choice(client):
+    plugins.register_plugin(ExampleUsdPrices(), "example-usd-prices")
+    body = raw_scan(client, png_bytes((0, 0, 255)), price="12").json()
+    assert body["deal"] == "typical 10-20 USD, you pay 12: within the typical range"
+    assert body["price_source"] == "example-usd"
+    assert body["currency"] == "USD"
+    # The user's own list wins over the plugin, unless only the plugin has the requested currency.
+    prices.set_price("colours", "blue", "30", "50", currency="EUR")
+    body = raw_scan(client, png_bytes((0, 0, 255)), price="12").json()
+    assert (body["price_source"], body["currency"]) == ("your price list", "EUR")
+    body = raw_scan(client, png_bytes((0, 0, 255)), price="12", currency="USD").json()
+    assert (body["price_source"], body["currency"]) == ("example-usd", "USD")
+
+
+def test_unsure_result_says_if_it_is_before_the_deal(client):
+    for label in RGB_LABELS:
+        prices.set_price("colours", label, "60", "90", currency="EUR")
+    body = raw_scan(client, png_bytes((128, 128, 128)), price="12.50").json()
+    assert body["sure"] is False
+    assert body["deal"] == f"if it is {body['label']}: typical 60-90 EUR, you pay 12.50: about 83% below"
+
+
+def test_unreadable_price_list_does_not_fail_the_scan(client):
+    path = prices.price_list_path("colours")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("this,is,not,a,price,list\n")
+    response = raw_scan(client, png_bytes((255, 0, 0)), price="10")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["typical_known"] is False
+    assert body["deal"].startswith("cannot check the deal: ") and "lacks column(s)" in body["deal"]
+
+
+def test_failed_image_keeps_the_price_and_has_no_deal(client):
+    prices.set_price("colours", "red", "60", "90")
+    body = assert_error(raw_scan(client, b"not a picture", price="10"), 400, "not a recognised image format")
+    assert body["price_paid"] == "10"
+    assert body["deal"] is None and body["typical_known"] is None
+
+
+# -- feedback ---------------------------------------------------------------------------------
+
+def post_feedback(client: TestClient, data: bytes | None = None, domain: str = "colours", label: str = "red",
+                  **kwargs) -> httpx.Response:
+    params = {"domain": domain, "label": label, **kwargs.pop("params", {})}
+    if data is not None:
+        kwargs.setdefault("content", data)
+        kwargs.setdefault("headers", {"content-type": "image/png"})
+    return client.post("/v1/feedback", params=params, **kwargs)
+
+
+def inbox_files(domain: str) -> list[Path]:
+    folder = paths.feedback_dir(domain)
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+
+
+def test_feedback_files_the_image_once_and_the_latest_label_wins(client):
+    image = png_bytes((200, 0, 0))
+    digest = hashlib.sha256(image).hexdigest()
+    response = post_feedback(client, files={"file": ("IMG_1.png", image, "image/png")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    target = paths.feedback_dir("colours") / "red" / f"{digest}.png"
+    assert body == {"domain": "colours", "label": "red", "path": str(target), "sha256": digest, "status": "filed",
+                    "previous_label": None, "message": "filed as 'red' in the colours feedback inbox",
+                    "file": "IMG_1.png"}
+    assert target.read_bytes() == image
+    # The same bytes again (raw body this time): nothing new is written.
+    again = post_feedback(client, image).json()
+    assert again["status"] == "already filed"
+    assert again["message"] == "already filed as 'red' in the colours feedback inbox"
+    assert inbox_files("colours") == [target]
+    # Under another label it moves: one photo never teaches two answers.
+    moved = post_feedback(client, image, label="green").json()
+    assert moved["status"] == "relabelled" and moved["previous_label"] == "red"
+    assert moved["message"] == "moved from 'red' to 'green' in the colours feedback inbox"
+    assert inbox_files("colours") == [paths.feedback_dir("colours") / "green" / f"{digest}.png"]
+
+
+def test_feedback_needs_no_model(client):
+    body = post_feedback(client, jpeg_bytes(), domain="no-model", label="b").json()
+    assert body["status"] == "filed"
+    assert Path(body["path"]).parent == paths.feedback_dir("no-model") / "b"
+    assert Path(body["path"]).suffix == ".jpg"
+
+
+@pytest.mark.parametrize("label, new_label, fragments", [
+    ("purple", False, ("'purple' is not a label of domain 'colours'", "does not accept new labels")),
+    ("purple", True, ("does not accept new labels",)),
+    ("../red", False, ("'../red' contains a path separator",)),
+    ("Red", False, ("not a label of domain 'colours'",)),
+    ("x" * 65, False, ("max 64",)),
+])
+def test_refused_feedback_label_is_400_and_files_nothing(client, label, new_label, fragments):
+    response = post_feedback(client, png_bytes(), label=label, params={"new_label": str(new_label).lower()})
+    assert_error(response, 400, *fragments)
+    assert inbox_files("colours") == []
+
+
+def test_new_label_only_where_the_domain_allows_it(client):
+    image = png_bytes((0, 128, 128))
+    assert_error(post_feedback(client, image, domain="palette", label="teal"), 400,
+                 "'teal' is not a label of domain 'palette'", "send new_label=true")
+    body = post_feedback(client, image, domain="palette", label="teal", params={"new_label": "true"}).json()
+    assert body["status"] == "filed"
+    assert Path(body["path"]).parent == paths.feedback_dir("palette") / "teal"
+    # Once filed it is a known label of the inbox: listed, and accepted without new_label.
+    palette = {row["name"]: row for row in client.get("/v1/domains").json()["domains"]}["palette"]
+    assert palette["feedback_labels"] == [*RGB_LABELS, "teal"]
+    assert post_feedback(client, png_bytes((0, 120, 120)), domain="palette", label="teal").json()["status"] == "filed"
+    assert_error(post_feedback(client, image, domain="palette", label="Teal", params={"new_label": "1"}), 400,
+                 "only in letter case")
+    assert_error(post_feedback(client, image, domain="colours", label="teal", params={"new_label": "true"}), 400,
+                 "does not accept new labels")
+
+
+@pytest.mark.parametrize("params, fragment", [
+    ({"domain": None}, "query parameter 'domain'"),
+    ({"label": None}, "query parameter 'label'"),
+    ({"label": ""}, "query parameter 'label'"),
+    ({"new_label": "perhaps"}, "query parameter 'new_label'"),
+])
+def test_bad_feedback_parameters_are_400(client, params, fragment):
+    query = {k: v for k, v in {"domain": "colours", "label": "red", **params}.items() if v is not None}
+    response = client.post("/v1/feedback", params=query, content=png_bytes(), headers={"content-type": "image/png"})
+    assert_error(response, 400, fragment)
+
+
+def test_feedback_for_an_unknown_domain_is_404(client):
+    assert_error(post_feedback(client, png_bytes(), domain="hats"), 404, "unknown domain 'hats'", "colours")
+
+
+def test_feedback_upload_limits_match_scan(client):
+    assert post_feedback(client, png_bytes(pad_to=MAX_UPLOAD)).json()["status"] == "filed"
+    assert_error(post_feedback(client, png_bytes((1, 2, 3), pad_to=MAX_UPLOAD + 1)), 413, "64 KiB limit")
+    assert_error(post_feedback(client, png_bytes(), headers={"content-type": "text/plain"}), 400, "is not accepted")
+    assert_error(post_feedback(client, b""), 400, "empty upload")
+    assert_error(post_feedback(client, files={"photo": ("a.png", png_bytes(), "image/png")}), 400, "no 'file' field")
+
+
+def test_a_full_disk_is_reported_in_the_error_shape(client, monkeypatch):
+    def no_space(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(feedback, "atomic_write_bytes", no_space)
+    assert_error(post_feedback(client, png_bytes()), 500, "cannot write to the colours feedback inbox",
+                 "No space left on device")
+
+
+FEEDBACK_GARBAGE = [*GARBAGE, pytest.param(png_declaring(60_000, 60_000), "image/png", id="decompression-bomb")]
+
+
+@pytest.mark.parametrize("data, content_type", FEEDBACK_GARBAGE)
+def test_garbage_feedback_is_refused_with_a_reason_never_500(client, data, content_type):
+    response = post_feedback(client, data, headers={"content-type": content_type})
+    assert_error(response, response.status_code)
+    assert 400 <= response.status_code < 500
+    assert inbox_files("colours") == []
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=2000),
+       prefix=st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"II*\x00"]))
+def test_random_feedback_bytes_never_cause_a_server_error(client, data, prefix):
+    response = post_feedback(client, prefix + data, headers={"content-type": "application/octet-stream"})
+    assert response.status_code < 500, response.text
+    assert inbox_files("colours") == []
 
 
 # -- engine, threads and concurrency ----------------------------------------------------------

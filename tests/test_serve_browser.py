@@ -1,4 +1,5 @@
-"""The scanner page in real headless Chromium: choose a domain, upload a photo, read the result.
+"""The scanner page in real headless Chromium: choose a domain, upload a photo, read the result,
+the deal check, and send a correction to the feedback inbox.
 
 Drives Debian's ``chromium`` (``/usr/bin/chromium``, or ``$TAGTELLER_CHROMIUM``) with Playwright's
 Python package; Playwright's own browser download is never used. ``scripts/install-browser-deps.sh``
@@ -9,6 +10,7 @@ installs both; without them these tests skip and say why. The server is a real u
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -30,7 +32,7 @@ if not CHROMIUM.is_file():
 import uvicorn  # noqa: E402
 
 import tagteller  # noqa: E402
-from tagteller import Domain, plugins  # noqa: E402
+from tagteller import Domain, paths, plugins, prices  # noqa: E402
 from tagteller.engine import Engine  # noqa: E402
 from tagteller.serve.app import create_app  # noqa: E402
 from tests.builders import colour_model, solid_image  # noqa: E402
@@ -99,7 +101,7 @@ def page(browser):
     page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda exc: console_errors.append(str(exc)))
     page.on("response", lambda r: console_errors.append(f"{r.status} {r.url}")
-            if r.status >= 400 and "/v1/scan" not in r.url else None)
+            if r.status >= 400 and "/v1/scan" not in r.url and "/v1/feedback" not in r.url else None)
     page.console_errors = console_errors  # type: ignore[attr-defined]
     yield page
     context.close()
@@ -144,7 +146,11 @@ def test_unsure_result_and_errors_are_shown_as_text(page, server_url, tmp_path):
     page.fill("#price", "12.50")
     page.set_input_files("#photo", str(solid_image(tmp_path / "grey.png", (128, 128, 128))))
     expect(page.locator("#confidence")).to_have_text("not sure: 33%")
-    expect(page.locator("#meta")).to_contain_text("asking price 12.5")
+    # No price list: the deal says so and tells how to add one.
+    guess = page.locator("#label").text_content()
+    expect(page.locator("#deal-text")).to_have_text(f"no typical price for {guess}")
+    expect(page.locator("#deal-hint")).to_have_text(
+        f"Add a typical price with: tagteller prices set --domain colours {guess} LOW HIGH")
 
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"these bytes are not a picture")
@@ -166,30 +172,86 @@ def test_unsure_result_and_errors_are_shown_as_text(page, server_url, tmp_path):
 
 
 def test_phone_viewport_fits_and_screenshot(browser, server_url, tmp_path):
+    prices.set_price("colours", "red", "60", "90", currency="EUR")
     context = browser.new_context(**PHONE)
     try:
         page = context.new_page()
         page.set_default_timeout(10_000)
         open_scanner(page, server_url)
         page.select_option("#domain", "colours")
+        page.fill("#price", "12.50")
+        page.fill("#currency", "eur")
         # A muted brown: red wins, but not by everything, so the bars differ in length.
         page.set_input_files("#photo", str(solid_image(tmp_path / "brown-jacket.jpg", (40, 32, 20), size=(300, 400))))
         expect(page.locator("#label")).to_have_text("red")
         expect(page.locator("#confidence")).to_have_text("63%")
+        expect(page.locator("#deal-text")).to_have_text("typical 60-90 EUR, you pay 12.50: about 83% below")
+        expect(page.locator("#feedback-yes")).to_be_visible()
         sizes = page.evaluate("""() => ({
             scroll: document.documentElement.scrollWidth,
             inner: window.innerWidth,
-            boxes: [...document.querySelectorAll('select, .button, #result, .bar')].map(
-                (el) => { const r = el.getBoundingClientRect(); return [r.left, r.right, r.height]; }),
+            boxes: [...document.querySelectorAll('select, input:not([type=file]), .button, #result, .bar, #deal')]
+                .filter((el) => el.getClientRects().length > 0)
+                .map((el) => { const r = el.getBoundingClientRect();
+                               return [el.id || el.className, r.left, r.right, r.height]; }),
         })""")
         assert sizes["inner"] == 390
         assert sizes["scroll"] <= sizes["inner"], "the page scrolls sideways on a phone"
-        for left, right, _height in sizes["boxes"]:
-            assert left >= 0 and right <= 390
-        button_heights = [h for _, _, h in sizes["boxes"][1:3]]
-        assert min(button_heights) >= 44, "touch targets should be at least 44 px tall"
+        for name, left, right, height in sizes["boxes"]:
+            assert left >= 0 and right <= 390, name
+            if name in ("button", "button primary", "domain", "price", "currency", "feedback-yes", "feedback-label",
+                        "feedback-send"):
+                assert height >= 44, f"touch target {name} is {height} px tall; at least 44 px"
         shot = Path(os.environ.get("TAGTELLER_SERVE_SCREENSHOT", tmp_path / "serve-phone.png"))
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
     finally:
         context.close()
+
+
+def test_deal_check_and_correction_from_the_page(page, server_url, tmp_path):
+    prices.set_price("colours", "red", "60", "90", currency="EUR", note="three shops")
+    open_scanner(page, server_url)
+    page.select_option("#domain", "colours")
+    page.fill("#price", "12.50")
+    photo = solid_image(tmp_path / "tag.png", (230, 10, 10))
+    page.set_input_files("#photo", str(photo))
+    expect(page.locator("#label")).to_have_text("red")
+    expect(page.locator("#deal-text")).to_have_text("typical 60-90 EUR, you pay 12.50: about 83% below")
+    expect(page.locator("#deal")).to_have_attribute("data-position", "below")
+    expect(page.locator("#deal-hint")).to_have_text("Typical price from your price list.")
+
+    # "No, it is ...": the other labels, not the predicted one; this domain takes no new labels.
+    choices = page.locator("#feedback-label option:not([disabled])")
+    expect(choices).to_have_text(["green", "blue"])
+    status = page.locator("#feedback-status")
+    page.click("#feedback-send")
+    expect(status).to_have_text("Choose the right label first.")
+    page.select_option("#feedback-label", "green")
+    page.click("#feedback-send")
+    expect(status).to_have_text("Filed as 'green' in the colours feedback inbox. Thank you!")
+    digest = hashlib.sha256(photo.read_bytes()).hexdigest()
+    inbox = paths.feedback_dir("colours")
+    assert sorted(p.relative_to(inbox).as_posix() for p in inbox.rglob("*.*")) == [f"green/{digest}.png"]
+    # "Yes, keep it" files the same bytes under the predicted label: the latest answer wins.
+    page.click("#feedback-yes")
+    expect(status).to_have_text("Moved from 'green' to 'red' in the colours feedback inbox. Thank you!")
+    assert sorted(p.relative_to(inbox).as_posix() for p in inbox.rglob("*.*")) == [f"red/{digest}.png"]
+    assert page.console_errors == []
+
+    # A domain that takes new labels offers one; the server's refusal is shown as text.
+    page.select_option("#domain", "palette")
+    page.fill("#price", "")
+    page.set_input_files("#choose", str(solid_image(tmp_path / "sea.png", (0, 60, 250))))
+    expect(page.locator("#label")).to_have_text("blue")
+    expect(page.locator("#deal")).to_be_hidden()
+    page.select_option("#feedback-label", "*new*")
+    new_label = page.locator("#feedback-new-label")
+    expect(new_label).to_be_visible()
+    new_label.fill("Blue")
+    page.click("#feedback-send")
+    expect(status).to_contain_text("Could not send Blue: new label 'Blue' differs from the existing label 'blue'")
+    new_label.fill("navy")
+    page.click("#feedback-send")
+    expect(status).to_have_text("Filed as 'navy' in the palette feedback inbox. Thank you!")
+    assert len(list((paths.feedback_dir("palette") / "navy").glob("*.png"))) == 1

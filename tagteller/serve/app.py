@@ -4,20 +4,24 @@
 
 - ``GET /``: the scanner page (``static/index.html``; no external resources).
 - ``GET /healthz``: liveness, without loading any model.
-- ``GET /v1/domains``: each domain's name, description, labels, model and model version.
-- ``POST /v1/scan?domain=X&top_k=K[&price=P]``: classify one image sent as multipart
+- ``GET /v1/domains``: each domain's name, description, labels, model and model version, and
+  what its feedback inbox accepts (``allow_new_labels``, ``feedback_labels``).
+- ``POST /v1/scan?domain=X&top_k=K[&price=P&currency=C]``: classify one image sent as multipart
   (``file`` field) or as a raw ``image/*`` / ``application/octet-stream`` body; answers the
-  record of :func:`tagteller.output.result_record` plus ``top_k``, ``price`` and ``timing_ms``.
+  record of :func:`tagteller.output.result_record` plus ``top_k``, ``price``, the deal fields of
+  :mod:`tagteller.serve.deals` and ``timing_ms``.
+- ``POST /v1/feedback?domain=X&label=Y[&new_label=true]``: file one image (sent like a scan's)
+  in the domain's feedback inbox (:func:`tagteller.feedback.file_image`); answers
+  ``FiledResult.as_dict()`` plus its ``message``.
 - ``GET /docs`` and ``GET /openapi.json``: FastAPI's OpenAPI description.
 
-Bad input is never a 500: 400 (content type, undecodable image, bad parameters, malformed
-multipart), 404 (unknown domain), 413 (upload too large), 503 (domain without a usable model).
-Every error body is ``{"status": "error", "error": REASON, "code": CODE}``.
+Bad input is never a 500: 400 (content type, undecodable image, bad parameters, refused label,
+malformed multipart), 404 (unknown domain), 413 (upload too large), 503 (domain without a usable
+model, for scans). Every error body is ``{"status": "error", "error": REASON, "code": CODE}``.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -31,6 +35,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import tagteller
 from tagteller.engine import Engine, default_engine
 from tagteller.output import result_record
+from tagteller.serve.deals import (
+    CURRENCY_FIELD,
+    MAX_CURRENCY_CHARS,
+    MAX_PRICE_CHARS,
+    PRICE_FIELD,
+    check_query_price,
+    deal_fields,
+    parse_asking_price,
+)
 from tagteller.serve.errors import ApiError, error_body
 from tagteller.serve.service import ScanService
 from tagteller.serve.uploads import FILE_FIELD, check_request, read_upload
@@ -39,7 +52,6 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 #: Default upload limit: a full-resolution phone photo fits comfortably.
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_TOP_K = 50
-PRICE_FIELD = "price"
 
 #: The page loads only its own files; the browser enforces it (and no CDN can sneak in).
 PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
@@ -48,14 +60,31 @@ PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; s
 SCAN_REQUEST_BODY = {
     "requestBody": {
         "required": True,
-        "description": "The image: a multipart form with a `file` part (and optional `price`), "
-                       "or the raw image bytes.",
+        "description": "The image: a multipart form with a `file` part (and optional `price` and "
+                       "`currency`), or the raw image bytes.",
         "content": {
             "multipart/form-data": {"schema": {
                 "type": "object",
                 "required": [FILE_FIELD],
                 "properties": {FILE_FIELD: {"type": "string", "format": "binary"},
-                               PRICE_FIELD: {"type": "number", "minimum": 0}},
+                               PRICE_FIELD: {"type": "string", "example": "12.50"},
+                               CURRENCY_FIELD: {"type": "string", "example": "EUR"}},
+            }},
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+FEEDBACK_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The image to file: a multipart form with a `file` part, or the raw image bytes.",
+        "content": {
+            "multipart/form-data": {"schema": {
+                "type": "object",
+                "required": [FILE_FIELD],
+                "properties": {FILE_FIELD: {"type": "string", "format": "binary"}},
             }},
             "image/*": {"schema": {"type": "string", "format": "binary"}},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
@@ -70,21 +99,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {"description": "The domain has no usable model"},
 }
 
-
-def parse_price(query_value: Optional[str], form_value: Optional[str]) -> Optional[float]:
-    """The optional asking price, from the query or the form (not both): a finite number >= 0."""
-    if query_value is not None and form_value is not None:
-        raise ApiError(400, "give the price once: in the query or in the form, not both")
-    raw = query_value if query_value is not None else form_value
-    if raw is None or raw.strip() == "":
-        return None
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ApiError(400, f"price {raw[:32]!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise ApiError(400, f"price {raw[:32]!r} must be a finite number, 0 or more")
-    return value
+FEEDBACK_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Refused label, bad parameters, wrong content type, or an image that cannot be decoded"},
+    404: {"description": "Unknown domain"},
+    413: {"description": "Upload larger than the server's limit"},
+    500: {"description": "The feedback inbox cannot be written (the server's disk, never bad input)"},
+}
 
 
 def _validation_reason(exc: RequestValidationError) -> str:
@@ -106,7 +126,8 @@ def create_app(engine: Engine | None = None, max_upload_bytes: int = DEFAULT_MAX
     app = FastAPI(
         title="tagteller",
         version=tagteller.__version__,
-        description="Tell what a thing is from a photo. `POST /v1/scan` with an image; "
+        description="Tell what a thing is from a photo. `POST /v1/scan` with an image (and an asking "
+                    "`price` for the deal check); `POST /v1/feedback` to file a photo with its right label; "
                     "`GET /v1/domains` for what can be told apart.",
     )
     app.state.service = service
@@ -147,27 +168,49 @@ def create_app(engine: Engine | None = None, max_upload_bytes: int = DEFAULT_MAX
         request: Request,
         domain: str = Query(..., min_length=1, max_length=64, description="Domain to scan with (see /v1/domains)."),
         top_k: int = Query(3, ge=1, le=MAX_TOP_K, description="How many labels to report."),
-        price: Optional[str] = Query(None, max_length=32, description="Optional asking price, echoed as `price`."),
+        price: Optional[str] = Query(None, max_length=MAX_PRICE_CHARS,
+                                     description="Optional asking price (more than 0, e.g. 12.50): adds the deal "
+                                                 "check against the label's typical price."),
+        currency: Optional[str] = Query(None, max_length=MAX_CURRENCY_CHARS,
+                                        description="ISO 4217 code of `price` (e.g. EUR); only typical prices in "
+                                                    "it are used. Default: whatever the price list uses."),
     ) -> Any:
         started = time.perf_counter()
-        parse_price(price, None)  # a bad query price fails before the upload is read
+        check_query_price(price, currency)  # a bad query price fails before the upload is read
         dom = await service.run_blocking(service.domain, domain)
         check_request(request, max_upload_bytes)  # content type and declared size, before reading
         model = await service.run_blocking(service.model_for, dom)
         upload = await read_upload(request, max_upload_bytes)
-        price_value = parse_price(price, upload.fields.get(PRICE_FIELD))
+        asking = parse_asking_price(price, upload.fields.get(PRICE_FIELD), currency, upload.fields.get(CURRENCY_FIELD))
         result, timing = await service.classify(model, upload.data, upload.name, top_k)
         record = result_record(result, low_confidence=dom.low_confidence, extra={
             "top_k": top_k,
-            "price": price_value,
-            "timing_ms": {
-                "decode_and_inference": timing.decode_and_inference_ms,
-                "waiting": timing.waiting_ms,
-                "total": round((time.perf_counter() - started) * 1000, 3),
-            },
+            "price": float(asking.paid) if asking is not None else None,
         })
+        record.update(await service.run_blocking(deal_fields, dom.name, record, asking))
+        record["timing_ms"] = {
+            "decode_and_inference": timing.decode_and_inference_ms,
+            "waiting": timing.waiting_ms,
+            "total": round((time.perf_counter() - started) * 1000, 3),
+        }
         if not result.ok:
             raise ApiError(400, record["error"] or "cannot decode image", body={**record, "code": 400})
         return record
+
+    @app.post("/v1/feedback", summary="File a photo with its right label in the domain's feedback inbox",
+              openapi_extra=FEEDBACK_REQUEST_BODY, responses=FEEDBACK_ERROR_RESPONSES)
+    async def file_feedback(
+        request: Request,
+        domain: str = Query(..., min_length=1, max_length=64, description="Domain whose inbox gets the photo."),
+        label: str = Query(..., min_length=1, max_length=256, description="The right label for the photo."),
+        new_label: bool = Query(False, description="Allow a label the domain does not know yet (only for "
+                                                   "domains with `allow_new_labels`)."),
+    ) -> Any:
+        dom = await service.run_blocking(service.domain, domain)
+        label = await service.run_blocking(service.check_feedback_label, dom, label, new_label)
+        check_request(request, max_upload_bytes)
+        upload = await read_upload(request, max_upload_bytes)
+        filed = await service.file_feedback(dom, upload.data, label, new_label)
+        return {**filed.as_dict(), "message": filed.message, "file": upload.name}
 
     return app

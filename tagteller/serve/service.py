@@ -5,6 +5,9 @@ cached by the shared :class:`~tagteller.engine.Engine`), and runs each scan in a
 through an ``anyio`` capacity limiter, so at most ``max_concurrency`` scans decode and infer at
 once while the event loop keeps answering other requests. onnxruntime sessions are safe to run
 from several threads, so every request shares the engine's one session per model.
+
+It also files feedback images (:func:`tagteller.feedback.file_image`) under the same limiter,
+since checking an image decodes it fully, and looks up deals (:mod:`tagteller.serve.deals`).
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from tagteller import plugins
+from tagteller import feedback, plugins
 from tagteller.engine import Engine, LoadedModel, ScanResult
-from tagteller.errors import ModelError, UnknownDomainError
+from tagteller.errors import ModelError, TagtellerError, UnknownDomainError
+from tagteller.feedback import FiledResult
 from tagteller.serve.errors import ApiError
 
 
@@ -90,6 +94,8 @@ class ScanService:
                 "model_version": None,
                 "model_error": None,
                 "low_confidence": dom.low_confidence,
+                "allow_new_labels": dom.allow_new_labels,
+                "feedback_labels": feedback.known_labels(dom),
             }
             if row["model"] != "none":
                 try:
@@ -101,6 +107,14 @@ class ScanService:
                                labels=list(loaded.info.labels))
             rows.append(row)
         return rows
+
+    @staticmethod
+    def check_feedback_label(domain: Any, label: str, new_label: bool) -> str:
+        """``label`` if an image may be filed under it in ``domain``'s inbox; 400 otherwise."""
+        try:
+            return feedback.check_label(domain, label, new_label)
+        except TagtellerError as exc:
+            raise ApiError(400, api_wording(str(exc))) from None
 
     # -- async entry points -----------------------------------------------------------------
     async def run_blocking(self, func: Any, *args: Any) -> Any:
@@ -120,3 +134,23 @@ class ScanService:
         result.source = name
         return result, Timing(waiting_ms=round((start - queued) * 1000, 3),
                               decode_and_inference_ms=round((end - start) * 1000, 3))
+
+    async def file_feedback(self, domain: Any, data: bytes, label: str, new_label: bool) -> FiledResult:
+        """File ``data`` under ``label`` in the domain's feedback inbox, in a worker thread within
+        the scan limit (the image is decoded fully). 400 for a refused label or image."""
+
+        def work() -> FiledResult:
+            try:
+                return feedback.file_image(domain, data, label, new_label)
+            except TagtellerError as exc:
+                raise ApiError(400, api_wording(str(exc))) from None
+            except OSError as exc:  # the server's disk, not the request: full, read-only...
+                raise ApiError(500, f"cannot write to the {domain.name} feedback inbox: "
+                                    f"{exc.strerror or exc.__class__.__name__}") from None
+
+        return await anyio.to_thread.run_sync(work, limiter=self._scan_limiter())
+
+
+def api_wording(message: str) -> str:
+    """A core message with the CLI's option names replaced by the API's parameters."""
+    return message.replace("pass --new-label", "send new_label=true")

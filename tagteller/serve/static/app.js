@@ -1,24 +1,37 @@
-// tagteller scanner page: choose a domain, take or choose a photo, see the top predictions.
+// tagteller scanner page: choose a domain, take or choose a photo, see the top predictions, the deal
+// against the typical price, and send a correction to the domain's feedback inbox.
 // Talks to the API next to it (relative URLs, so it also works behind a path prefix); no libraries.
 "use strict";
 
 (() => {
   const TOP_K = 3;
   const STORAGE_KEY = "tagteller.domain";
+  const CURRENCY_KEY = "tagteller.currency";
+  // A value no label can have ('*' is not allowed in labels): the "new label" choice.
+  const NEW_LABEL = "*new*";
   const $ = (id) => document.getElementById(id);
   const form = $("scan-form");
   const domainSelect = $("domain");
   const description = $("domain-description");
   const priceInput = $("price");
+  const currencyInput = $("currency");
   const fileInputs = [$("photo"), $("choose")];
   const statusLine = $("status");
   const errorBox = $("error");
   const result = $("result");
   const preview = $("preview");
+  const feedbackYes = $("feedback-yes");
+  const feedbackLabel = $("feedback-label");
+  const feedbackNewLabel = $("feedback-new-label");
+  const feedbackSend = $("feedback-send");
+  const feedbackStatus = $("feedback-status");
 
   let domains = [];
   let maxUploadBytes = Infinity;
   let previewUrl = null;
+  // The last successful scan: its image bytes (kept so a correction sends exactly what was
+  // scanned, without picking the file again), its name, domain and predicted label.
+  let lastScan = null;
 
   function showError(text) {
     errorBox.textContent = text || "";
@@ -45,6 +58,10 @@
     return bytes >= 1048576 ? `${(bytes / 1048576).toFixed(1)} MB` : `${Math.ceil(bytes / 1024)} KB`;
   }
 
+  function sentence(text) {
+    return text ? text.charAt(0).toUpperCase() + text.slice(1) : "";
+  }
+
   async function readJson(response) {
     try {
       return await response.json();
@@ -59,8 +76,12 @@
     return err.message;
   }
 
+  function domainInfo(name) {
+    return domains.find((d) => d.name === name);
+  }
+
   function describeDomain() {
-    const chosen = domains.find((d) => d.name === domainSelect.value);
+    const chosen = domainInfo(domainSelect.value);
     description.textContent = chosen ? chosen.description : "";
   }
 
@@ -94,13 +115,7 @@
     describeDomain();
   }
 
-  function render(record) {
-    const label = $("label");
-    label.textContent = record.label;
-    label.classList.toggle("unsure", !record.sure);
-    const confidence = $("confidence");
-    confidence.textContent = describeConfidence(record);
-    confidence.classList.toggle("unsure", !record.sure);
+  function renderPredictions(record) {
     const items = record.top.map((p) => {
       const item = document.createElement("li");
       item.className = "prediction";
@@ -128,10 +143,67 @@
       return item;
     });
     $("predictions").replaceChildren(...items);
+  }
+
+  function renderDeal(record) {
+    const deal = $("deal");
+    const text = $("deal-text");
+    const hint = $("deal-hint");
+    if (record.price_paid === null || record.price_paid === undefined || !record.deal) {
+      deal.hidden = true;
+      return;
+    }
+    text.textContent = record.deal;
+    deal.dataset.position = record.deal_position || "unknown";
+    deal.classList.toggle("unsure", !record.sure);
+    hint.textContent = record.typical_known
+      ? (record.price_source ? `Typical price from ${record.price_source}.` : "")
+      : `Add a typical price with: tagteller prices set --domain ${record.domain} ${record.label} LOW HIGH`;
+    deal.hidden = false;
+  }
+
+  // The labels a correction can name: the model's, plus those the domain's inbox already knows.
+  function correctionLabels(info, predicted) {
+    const labels = [...(info ? info.labels : []), ...(info && info.feedback_labels ? info.feedback_labels : [])];
+    return [...new Set(labels)].filter((label) => label !== predicted);
+  }
+
+  function resetFeedback(record) {
+    const info = domainInfo(record.domain);
+    const options = [new Option("choose…", "", true, true)];
+    options[0].disabled = true;
+    correctionLabels(info, record.label).forEach((label) => options.push(new Option(label, label)));
+    if (info && info.allow_new_labels) options.push(new Option("something else (a new label)…", NEW_LABEL));
+    feedbackLabel.replaceChildren(...options);
+    feedbackNewLabel.value = "";
+    feedbackNewLabel.hidden = true;
+    setFeedbackStatus("", false);
+    setFeedbackBusy(false);
+  }
+
+  function setFeedbackStatus(text, isError, isDone = false) {
+    feedbackStatus.textContent = text;
+    feedbackStatus.classList.toggle("error", Boolean(isError && text));
+    feedbackStatus.classList.toggle("done", Boolean(isDone && text));
+  }
+
+  function setFeedbackBusy(busy) {
+    [feedbackYes, feedbackSend, feedbackLabel, feedbackNewLabel].forEach((el) => { el.disabled = busy; });
+  }
+
+  function render(record) {
+    const label = $("label");
+    label.textContent = record.label;
+    label.classList.toggle("unsure", !record.sure);
+    const confidence = $("confidence");
+    confidence.textContent = describeConfidence(record);
+    confidence.classList.toggle("unsure", !record.sure);
+    renderPredictions(record);
     const meta = [`${record.domain} model v${record.model_version}`];
     if (record.timing_ms) meta.push(`${Math.round(record.timing_ms.decode_and_inference)} ms`);
-    if (record.price !== null && record.price !== undefined) meta.push(`asking price ${record.price}`);
     $("meta").textContent = meta.join(" · ");
+    renderDeal(record);
+    resetFeedback(record);
     result.hidden = false;
     result.scrollIntoView({ block: "nearest" });
   }
@@ -148,23 +220,30 @@
       showError(`${shownName} is ${sizeText(file.size)}; the server accepts at most ${sizeText(maxUploadBytes)}.`);
       return;
     }
-    if (previewUrl) URL.revokeObjectURL(previewUrl);
-    previewUrl = URL.createObjectURL(file);
-    preview.src = previewUrl;
-
-    const body = new FormData();
-    body.append("file", file, file.name || "photo.jpg");
-    const price = priceInput.value.trim();
-    if (price !== "") body.append("price", price);
-
+    lastScan = null;
     setBusy(true, `Scanning ${shownName}…`);
     try {
+      // Read the bytes once: the scan and any correction send exactly these.
+      const image = new Blob([await file.arrayBuffer()], { type: file.type || "application/octet-stream" });
+      if (previewUrl) URL.revokeObjectURL(previewUrl);
+      previewUrl = URL.createObjectURL(image);
+      preview.src = previewUrl;
+
+      const body = new FormData();
+      body.append("file", image, file.name || "photo.jpg");
+      const price = priceInput.value.trim();
+      if (price !== "") {
+        body.append("price", price);
+        const currency = currencyInput.value.trim();
+        if (currency !== "") body.append("currency", currency);
+      }
       const url = `v1/scan?domain=${encodeURIComponent(domain)}&top_k=${TOP_K}`;
       const response = await fetch(url, { method: "POST", body });
       const record = await readJson(response);
       if (!response.ok || record.status !== "ok") {
         throw new Error(record.error || `the server answered ${response.status}`);
       }
+      lastScan = { image, name: file.name || "photo.jpg", domain: record.domain, label: record.label };
       render(record);
     } catch (err) {
       result.hidden = true;
@@ -174,9 +253,43 @@
     }
   }
 
+  async function sendFeedback(label, isNew) {
+    if (!lastScan) return;
+    const info = domainInfo(lastScan.domain);
+    // A label the inbox does not know yet needs new_label (only domains that allow it take one).
+    const known = info && info.feedback_labels ? info.feedback_labels.includes(label) : true;
+    const newLabel = isNew || Boolean(info && info.allow_new_labels && !known);
+    const body = new FormData();
+    body.append("file", lastScan.image, lastScan.name);
+    const url = `v1/feedback?domain=${encodeURIComponent(lastScan.domain)}&label=${encodeURIComponent(label)}`
+      + (newLabel ? "&new_label=true" : "");
+    setFeedbackBusy(true);
+    setFeedbackStatus(`Sending ${label}…`, false);
+    try {
+      const response = await fetch(url, { method: "POST", body });
+      const answer = await readJson(response);
+      if (!response.ok) throw new Error(answer.error || `the server answered ${response.status}`);
+      setFeedbackStatus(`${sentence(answer.message)}. Thank you!`, false, true);
+      if (info && info.feedback_labels && !info.feedback_labels.includes(answer.label)) {
+        info.feedback_labels.push(answer.label);
+      }
+    } catch (err) {
+      setFeedbackStatus(`Could not send ${label}: ${reason(err)}`, true);
+    } finally {
+      setFeedbackBusy(false);
+    }
+  }
+
   domainSelect.addEventListener("change", () => {
     localStorage.setItem(STORAGE_KEY, domainSelect.value);
     describeDomain();
+  });
+
+  const rememberedCurrency = localStorage.getItem(CURRENCY_KEY);
+  if (rememberedCurrency) currencyInput.value = rememberedCurrency;
+  currencyInput.addEventListener("change", () => {
+    currencyInput.value = currencyInput.value.trim().toUpperCase();
+    localStorage.setItem(CURRENCY_KEY, currencyInput.value);
   });
 
   fileInputs.forEach((input) => {
@@ -185,6 +298,34 @@
       input.value = ""; // choosing the same photo again fires another change
       if (file) scan(file);
     });
+  });
+
+  feedbackYes.addEventListener("click", () => {
+    if (lastScan) sendFeedback(lastScan.label, false);
+  });
+
+  feedbackLabel.addEventListener("change", () => {
+    const isNew = feedbackLabel.value === NEW_LABEL;
+    feedbackNewLabel.hidden = !isNew;
+    if (isNew) feedbackNewLabel.focus();
+    setFeedbackStatus("", false);
+  });
+
+  feedbackSend.addEventListener("click", () => {
+    const choice = feedbackLabel.value;
+    if (choice === NEW_LABEL) {
+      const typed = feedbackNewLabel.value.trim();
+      if (!typed) {
+        setFeedbackStatus("Type the new label first.", true);
+        feedbackNewLabel.focus();
+        return;
+      }
+      sendFeedback(typed, true);
+    } else if (choice) {
+      sendFeedback(choice, false);
+    } else {
+      setFeedbackStatus("Choose the right label first.", true);
+    }
   });
 
   form.addEventListener("submit", (event) => event.preventDefault());

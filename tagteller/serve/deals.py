@@ -1,0 +1,108 @@
+"""The deal check in scan answers: reading a request's asking price and currency, and the deal
+fields a scan record carries.
+
+A scan request may carry ``price`` (what the user is asked to pay) and ``currency`` (an ISO 4217
+code), each as a query parameter or a multipart form field, not both. They follow the rules of
+``tagteller scan --price``/``--currency`` (:func:`tagteller.prices.parse_amount`,
+:func:`tagteller.prices.validate_currency`): a price is a number more than 0 written with ``.``
+as decimal point; ``currency`` only goes with a price.
+
+Every scan record carries the fields ``tagteller scan --price`` writes into JSON records
+(:data:`tagteller.prices.DEAL_FIELDS`: ``price_paid``, ``typical_low``, ``typical_high``,
+``currency``, ``deal``, ``price_source``) plus ``typical_known`` (did the user's price list or a
+plugin price source know the label?) and ``deal_position`` (``below``/``within``/``above``). All
+are null when no price was given. A label without a typical price is not an error:
+``typical_known`` is false and ``deal`` says "no typical price for LABEL". A result below the
+domain's confidence threshold prefixes the deal with ``if it is LABEL: ``, as the CLI does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Optional
+
+from tagteller.errors import TagtellerError
+from tagteller.prices import DEAL_FIELDS, deal_for, no_price_text, parse_amount, validate_currency
+from tagteller.serve.errors import ApiError
+
+PRICE_FIELD = "price"
+CURRENCY_FIELD = "currency"
+#: Longest price or currency text read (longer ones are refused before parsing).
+MAX_PRICE_CHARS = 32
+MAX_CURRENCY_CHARS = 16
+#: The fields a scan record has beyond :data:`tagteller.prices.DEAL_FIELDS`.
+EXTRA_DEAL_FIELDS = ("typical_known", "deal_position")
+RESPONSE_FIELDS = DEAL_FIELDS + EXTRA_DEAL_FIELDS
+
+
+@dataclass(frozen=True)
+class AskingPrice:
+    """What the user is asked to pay, and the currency to compare in (None: any)."""
+
+    paid: Decimal
+    currency: Optional[str]
+
+
+def _given_once(name: str, query_value: Optional[str], form_value: Optional[str], max_chars: int) -> Optional[str]:
+    """The stripped value from the query or the form (not both); None when absent or blank."""
+    if query_value is not None and form_value is not None:
+        raise ApiError(400, f"give the {name} once: in the query or in the form, not both")
+    raw = query_value if query_value is not None else form_value
+    if raw is None or raw.strip() == "":
+        return None
+    if len(raw) > max_chars:
+        raise ApiError(400, f"{name} is too long (at most {max_chars} characters)")
+    return raw.strip()
+
+
+def _parse(price: Optional[str], currency: Optional[str]) -> tuple[Optional[Decimal], Optional[str]]:
+    try:
+        return (parse_amount(price, PRICE_FIELD) if price is not None else None,
+                validate_currency(currency) if currency is not None else None)
+    except TagtellerError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def check_query_price(price_query: Optional[str], currency_query: Optional[str]) -> None:
+    """Refuse a bad ``price`` or ``currency`` query parameter before the upload is read (the other
+    one may still come in the form)."""
+    _parse(_given_once(PRICE_FIELD, price_query, None, MAX_PRICE_CHARS),
+           _given_once(CURRENCY_FIELD, currency_query, None, MAX_CURRENCY_CHARS))
+
+
+def parse_asking_price(price_query: Optional[str], price_form: Optional[str] = None,
+                       currency_query: Optional[str] = None,
+                       currency_form: Optional[str] = None) -> Optional[AskingPrice]:
+    """The request's asking price and currency; None without a price. Raises 400 for a bad one."""
+    price = _given_once(PRICE_FIELD, price_query, price_form, MAX_PRICE_CHARS)
+    currency = _given_once(CURRENCY_FIELD, currency_query, currency_form, MAX_CURRENCY_CHARS)
+    paid, code = _parse(price, currency)
+    if paid is None:
+        if code is not None:
+            raise ApiError(400, "currency goes with price: give the asking price too")
+        return None
+    return AskingPrice(paid=paid, currency=code)
+
+
+def deal_fields(domain: str, record: dict[str, Any], asking: Optional[AskingPrice]) -> dict[str, Any]:
+    """The deal fields for one scan record (blocking: reads the price list and asks plugins)."""
+    fields: dict[str, Any] = dict.fromkeys(RESPONSE_FIELDS)
+    if asking is None:
+        return fields
+    fields["price_paid"] = format(asking.paid, "f")
+    label = record.get("label")
+    if record.get("status") != "ok" or not label:
+        return fields
+    try:
+        deal = deal_for(domain, label, asking.paid, asking.currency)
+    except TagtellerError as exc:  # e.g. a price list file without a usable header
+        fields.update(currency=asking.currency, typical_known=False, deal=f"cannot check the deal: {exc}")
+        return fields
+    if deal is None:
+        fields.update(currency=asking.currency, typical_known=False, deal=no_price_text(label, asking.currency))
+        return fields
+    fields.update(deal.record(), typical_known=True, deal_position=deal.position)
+    if not record.get("sure", True):
+        fields["deal"] = f"if it is {label}: {deal.text}"
+    return fields
