@@ -323,10 +323,10 @@ class CsvManifestLayout:
                 except InvalidNameError as exc:
                     skipped.append((where, str(exc)))
                     continue
-                path = (base / rel).resolve()
-                if not rel or os.path.isabs(rel) or "\x00" in rel or not path.is_relative_to(base_resolved):
+                if not rel or os.path.isabs(rel) or "\x00" in rel or not (base / rel).resolve().is_relative_to(base_resolved):
                     skipped.append((where, f"path {rel!r} is outside the dataset folder"))
                     continue
+                path = (base / rel).resolve()
                 if not path.is_file():
                     skipped.append((where, f"{rel}: file not found"))
                     continue

@@ -55,10 +55,13 @@ class ScanResult:
 
 
 def display_name(source: Any) -> str:
-    """A printable name for an input: the path (undecodable bytes escaped) or a placeholder."""
+    """A printable one-line name for an input: the path, with undecodable bytes and non-printable
+    characters (newlines, terminal escapes, bidi overrides) escaped; or a placeholder."""
     if isinstance(source, (str, os.PathLike)):
-        text = os.fsdecode(source)
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        text = os.fsdecode(source).encode("utf-8", "backslashreplace").decode("utf-8")
+        if text.isprintable():
+            return text
+        return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
     if isinstance(source, np.ndarray):
         return f"<array {'x'.join(map(str, source.shape))}>"
     if isinstance(source, (bytes, bytearray)):
@@ -109,11 +112,21 @@ class LoadedModel:
             raise ModelError(
                 f"{self.path}: {len(info.labels)} labels in metadata but the model outputs {out_shape[1]} classes"
             )
+        if not all(isinstance(d, int) for d in (*in_shape[1:], out_shape[1])):
+            # Symbolic sizes say nothing: run one blank image now, so that a model that does not fit
+            # its metadata fails here (and in `tagteller info`), not halfway through a batch.
+            self.predict(np.zeros((1, info.height, info.width, info.channels), np.float32))
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities ``(N, classes)`` for a float32 batch ``(N, H, W, C)`` in [0, 255]."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        out = self.session.run([self.output_name], {self.input_name: batch})[0]
+        try:
+            out = self.session.run([self.output_name], {self.input_name: batch})[0]
+        except MemoryError:
+            raise
+        except Exception as exc:  # onnxruntime raises its own exception types for graphs that fail
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise ModelError(f"{self.path}: the model failed on a {batch.shape} input ({first[:200]})") from None
         out = np.asarray(out, dtype=np.float32)
         if out.ndim != 2 or out.shape[1] != len(self.info.labels):
             raise ModelError(

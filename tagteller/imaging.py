@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import os
+import stat
+import struct
 import warnings
 from pathlib import Path
 from typing import Union
@@ -26,6 +28,10 @@ from tagteller.preprocessing import Preprocessing
 MAX_PIXELS = 80_000_000
 #: Largest file read, in bytes.
 MAX_FILE_BYTES = 100 * 1024 * 1024
+#: The Pillow decoders tried, matching the photo extensions tagteller scans (the JPEG decoder also
+#: opens a camera's multi-picture MPO files). Anything else (EPS, which would run Ghostscript; PSD,
+#: SGI, FLI, ... rarely used and rarely hardened) is refused as not a recognised image format.
+PHOTO_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP")
 
 ImageSource = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
 
@@ -44,11 +50,16 @@ def open_image(source: ImageSource) -> Image.Image:
     else:
         path = Path(source)
         try:
-            if path.is_dir():
-                raise ImageError("is a directory")
-            size = path.stat().st_size
+            st = path.stat()
         except OSError as exc:
             raise ImageError(_os_reason(exc)) from None
+        except ValueError:  # a NUL byte in the path
+            raise ImageError("invalid file name") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageError("is a directory")
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read; a device never ends
+            raise ImageError("not a regular file")
+        size = st.st_size
         if size == 0:
             raise ImageError("empty file (0 bytes)")
         if size > MAX_FILE_BYTES:
@@ -60,7 +71,7 @@ def open_image(source: ImageSource) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(fh)  # type: ignore[arg-type]
+            im = Image.open(fh, formats=PHOTO_FORMATS)  # type: ignore[arg-type]
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         _close(fh)
         raise ImageError("refused: declared image size is a decompression bomb") from None
@@ -69,7 +80,7 @@ def open_image(source: ImageSource) -> Image.Image:
         raise ImageError("not a recognised image format") from None
     except (OSError, ValueError, SyntaxError) as exc:
         _close(fh)
-        raise ImageError(f"cannot read image header: {exc}") from None
+        raise ImageError(f"cannot read image header: {_one_line(exc)}") from None
     w, h = im.size
     if w <= 0 or h <= 0:
         im.close()
@@ -78,6 +89,16 @@ def open_image(source: ImageSource) -> Image.Image:
         im.close()
         raise ImageError(f"refused: {w}x{h} is over the {MAX_PIXELS // 1_000_000} MP limit")
     return im
+
+
+#: What Pillow's decoders raise on corrupt data (struct.error: binary headers read short).
+DECODER_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message as one printable line (decoder messages may span lines)."""
+    text = " ".join(str(exc).split()) or exc.__class__.__name__
+    return "".join(c if c.isprintable() else "?" for c in text)[:300]
 
 
 def _close(fh: object) -> None:
@@ -156,8 +177,8 @@ def prepare(source: ImageSource, size: tuple[int, int], pre: Preprocessing) -> n
         return _prepare_opened(im, height, width, pre)
     except ImageError:
         raise
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"cannot decode image: {exc}") from None
+    except DECODER_ERRORS as exc:
+        raise ImageError(f"cannot decode image: {_one_line(exc)}") from None
     finally:
         if not isinstance(source, Image.Image):
             im.close()
@@ -170,8 +191,9 @@ def _prepare_opened(im: Image.Image, height: int, width: int, pre: Preprocessing
         # by EXIF may swap axes, so request a square of the larger side.
         side = 2 * max(height, width)
         im.draft(pre.color_mode if im.mode in ("RGB", "L") else None, (side, side))
-    if getattr(im, "is_animated", False):
-        im.seek(0)
+    # An animation is already at its first frame after open. Asking ``is_animated`` would parse the
+    # second frame's header, which in a corrupt GIF raised struct.error or IndexError (found by
+    # scripts/fuzz.py): frames after the first are never looked at.
     im.load()
     im = ImageOps.exif_transpose(im) or im
     im = _flatten(_to_8bit(im), pre.background)

@@ -115,14 +115,44 @@ def _json(meta: dict[str, str], key: str, where: str, default: Any = None) -> An
         raise ModelError(f"{where}: metadata key {key!r} is missing")
     try:
         return json.loads(meta[key])
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, or an int over Python's digit limit
         raise ModelError(f"{where}: metadata {key!r} is not valid JSON ({exc.__class__.__name__})") from None
+
+
+#: JSON types each preprocessing field must have (checked before the values are used).
+_PREPROCESSING_TYPES: dict[str, tuple[type, ...]] = {
+    "color_mode": (str,), "resize": (str,), "invert": (str,), "background": (str,),
+    "trim": (bool,), "trim_threshold": (int,), "trim_margin": (int, float),
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_preprocessing(data: Any, where: str) -> Preprocessing:
+    """Preprocessing from decoded JSON; a value of the wrong JSON type is refused, not coerced."""
+    if isinstance(data, dict):
+        for key, types in _PREPROCESSING_TYPES.items():
+            if key not in data:
+                continue
+            value = data[key]
+            if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+                raise ModelError(f"{where}: preprocessing {key} must be {' or '.join(t.__name__ for t in types)}, "
+                                 f"got {type(value).__name__}")
+    try:
+        return Preprocessing.from_dict(data)
+    except ModelError as exc:
+        raise ModelError(f"{where}: {exc}") from None
 
 
 def parse_metadata(meta: dict[str, str], where: str = "model") -> ModelInfo:
     """Parse ``metadata_props`` into a :class:`ModelInfo`; raise :class:`ModelError` if unusable."""
     if not isinstance(meta, dict):
         raise ModelError(f"{where}: metadata is not a mapping")
+    for key, value in meta.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ModelError(f"{where}: metadata must map strings to strings ({key!r} does not)")
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise ModelError(
@@ -131,22 +161,31 @@ def parse_metadata(meta: dict[str, str], where: str = "model") -> ModelInfo:
     fmt = meta["tagteller_format"]
     if fmt not in SUPPORTED_FORMATS:
         raise ModelError(f"{where}: metadata format {fmt!r} is not supported (this tagteller reads {sorted(SUPPORTED_FORMATS)})")
+    raw_labels = _json(meta, "labels", where)
+    if not isinstance(raw_labels, list):
+        raise ModelError(f"{where}: metadata 'labels' must be a JSON list of names")
     try:
         domain = validate_domain_name(meta["domain"])
-        labels = validate_labels(_json(meta, "labels", where))
+        labels = validate_labels(raw_labels)
     except InvalidNameError as exc:
         raise ModelError(f"{where}: {exc}") from None
     spec = _json(meta, "input", where)
     if not isinstance(spec, dict):
         raise ModelError(f"{where}: metadata 'input' must be a JSON object")
-    try:
-        height, width = int(spec["height"]), int(spec["width"])
-        color_mode = str(spec.get("color_mode", "RGB"))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"{where}: metadata 'input' lacks a valid height/width ({exc})") from None
+    height, width = spec.get("height"), spec.get("width")
+    if not (_is_int(height) and _is_int(width)):
+        raise ModelError(f"{where}: metadata 'input' lacks a whole-number height and width")
     if not (1 <= height <= 4096 and 1 <= width <= 4096):
         raise ModelError(f"{where}: input size {height}x{width} is out of range")
-    pre = Preprocessing.from_dict(_json(meta, "preprocessing", where))
+    color_mode = spec.get("color_mode", "RGB")
+    if not isinstance(color_mode, str):
+        raise ModelError(f"{where}: metadata 'input' color_mode must be a string")
+    for key, expected in (("layout", "NHWC"), ("dtype", "float32"), ("range", [0, 255])):
+        if key in spec and spec[key] != expected:
+            raise ModelError(f"{where}: input {key} {spec[key]!r} is not supported (tagteller models take {expected!r})")
+    pre = _parse_preprocessing(_json(meta, "preprocessing", where), where)
+    if "channels" in spec and (not _is_int(spec["channels"]) or spec["channels"] != pre.channels):
+        raise ModelError(f"{where}: input channels {spec['channels']!r} do not fit colour mode {pre.color_mode!r}")
     if pre.color_mode != color_mode:
         raise ModelError(f"{where}: input colour mode {color_mode!r} differs from preprocessing {pre.color_mode!r}")
     output = meta.get("output", "probabilities")

@@ -34,7 +34,7 @@ def _reject_common(name: object, what: str) -> str:
 def validate_domain_name(name: object) -> str:
     """Return ``name`` if it is a valid domain name (lowercase, digits, ``-``/``_``; max 64)."""
     name = _reject_common(name, "domain")
-    if not _DOMAIN_RE.match(name):
+    if not _DOMAIN_RE.fullmatch(name):  # fullmatch: "$" alone would let a trailing newline through
         raise InvalidNameError(
             f"domain name {name!r} is invalid: use lowercase letters, digits, '-' or '_' (max 64)"
         )
@@ -45,7 +45,7 @@ def validate_label(name: object) -> str:
     """Return ``name`` if it is a valid label: letters/digits first, then letters, digits, space,
     ``.``, ``+``, ``-`` or ``_``; at most 64 characters; no trailing space."""
     name = _reject_common(name, "label")
-    if not _LABEL_RE.match(name) or name != name.strip():
+    if not _LABEL_RE.fullmatch(name) or name != name.strip():
         raise InvalidNameError(
             f"label {name!r} is invalid: start with a letter or digit, then letters, digits, "
             "space, '.', '+', '-' or '_' (max 64)"

@@ -80,7 +80,9 @@ def load_plugins() -> None:
             return
         _loaded = True
         allow = _allow_list()
-        for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        # Built-in domains load first, so a third-party plugin cannot take a built-in domain's name.
+        entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        for ep in sorted(entry_points, key=lambda e: (not e.value.startswith("tagteller_plugins"), e.name)):
             if allow is not None and ep.name not in allow:
                 continue
             if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
@@ -88,7 +90,7 @@ def load_plugins() -> None:
             try:
                 module = ep.load()
                 pm.register(module, name=ep.name)
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the rest
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin must not break the rest
                 warn_failure(PluginFailure(ep.name, "load", describe_error(exc)))
                 continue
             try:
@@ -139,7 +141,7 @@ def call_each(hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
     load_plugins()
     caller = getattr(pm.hook, hook_name)
     results = []
-    for impl in reversed(caller.get_hookimpls()):  # registration order
+    for impl in caller.get_hookimpls():  # registration order (pluggy itself calls last-first)
         args = {name: kwargs[name] for name in impl.argnames}
         try:
             results.append((impl.plugin_name, impl.function(**args)))
@@ -152,7 +154,7 @@ def _collect(hook_name: str, add: Callable[[str, tuple], None]) -> None:
     """Call a ``register_*`` hook per plugin; entries are only kept if the whole hook succeeded."""
     load_plugins()
     caller = getattr(pm.hook, hook_name)
-    for impl in reversed(caller.get_hookimpls()):
+    for impl in caller.get_hookimpls():  # registration order: built-ins first
         staged: list[tuple] = []
         try:
             impl.function(register=lambda *args: staged.append(args))
@@ -160,7 +162,10 @@ def _collect(hook_name: str, add: Callable[[str, tuple], None]) -> None:
             warn_failure(PluginFailure(impl.plugin_name, hook_name, describe_error(exc)))
             continue
         for args in staged:
-            add(impl.plugin_name, args)
+            try:
+                add(impl.plugin_name, args)
+            except Exception as exc:  # noqa: BLE001 - a bad registration is that plugin's failure
+                warn_failure(PluginFailure(impl.plugin_name, hook_name, describe_error(exc)))
 
 
 def domains() -> dict[str, Any]:
