@@ -22,6 +22,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _mode_for(path))
         with os.fdopen(fd, mode, encoding=encoding if "b" not in mode else None) as fh:
             yield fh
             fh.flush()
@@ -50,6 +51,17 @@ def atomic_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Non
     """Copy ``src`` over ``dst`` atomically (the old ``dst`` stays whole until the rename)."""
     with open(src, "rb") as fin, atomic_open(dst, "wb") as fout:
         shutil.copyfileobj(fin, fout, 1 << 20)
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions the new file gets: the old file's, else what ``open()`` would give
+    (mkstemp's private 0600 would make a shipped model or a shared price list unreadable to others)."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Reproduce every shipped model in models/ from ../shared/datasets, in one command.
+
+    .venv/bin/python scripts/build_models.py                 # all five domains
+    .venv/bin/python scripts/build_models.py --only shoes    # one domain
+
+Each domain is trained from scratch (``--fresh``) with its plugin's recipe and stopping policy,
+exported to ONNX, parity-checked against Keras, and written to models/<domain>.onnx (``--force``:
+a rebuild replaces the shipped model). Run history goes to an isolated TAGTELLER_HOME so a user's
+own runs are untouched. Then models/MODELS.md is regenerated from the models' own metadata.
+Needs the [train] extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATASETS = REPO.parent / "shared" / "datasets"
+DEFAULT_WEIGHTS = REPO.parent / "shared" / "weights"
+
+#: domain -> (dataset folder, extra train options)
+BUILDS: dict[str, tuple[str, list[str]]] = {
+    "apparel": ("fashion-mnist", []),
+    "shoes": ("shoes", []),
+    "products": ("products", []),
+    "books": ("book-covers", []),
+    "clothing-tags": ("clothing-tags", []),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", action="append", choices=sorted(BUILDS), help="build only these domains")
+    parser.add_argument("--datasets", type=Path, default=Path(os.environ.get("TAGTELLER_DATASETS", DEFAULT_DATASETS)))
+    parser.add_argument("--weights-dir", type=Path, default=Path(os.environ.get("TAGTELLER_WEIGHTS_DIR", DEFAULT_WEIGHTS)),
+                        help="folder holding the Keras ImageNet weight files (offline copies)")
+    parser.add_argument("--models", type=Path, default=REPO / "models")
+    parser.add_argument("--quantize", choices=["int8"], help="also try a static int8 model (kept only if top-1 drops <= 1 point)")
+    args = parser.parse_args()
+
+    tagteller = Path(sys.executable).parent / "tagteller"
+    home = Path(tempfile.mkdtemp(prefix="tagteller-build-"))
+    env = dict(os.environ, TAGTELLER_HOME=str(home), TAGTELLER_WEIGHTS_DIR=str(args.weights_dir))
+    failed = []
+    for domain in args.only or list(BUILDS):
+        folder, extra = BUILDS[domain]
+        data = args.datasets / folder
+        if not data.is_dir():
+            print(f"error: {data}: dataset folder not found (pass --datasets)", file=sys.stderr)
+            return 2
+        cmd = [str(tagteller), "train", "--domain", domain, str(data), "--fresh", "--yes", "--force",
+               "--install-to", str(args.models / f"{domain}.onnx"), *extra]
+        if args.quantize:
+            cmd += ["--quantize", args.quantize]
+        print(f"== {domain}: {shlex.join(cmd)}", flush=True)
+        start = time.monotonic()
+        code = subprocess.call(cmd, env=env)
+        print(f"== {domain}: exit {code} after {time.monotonic() - start:.0f} s", flush=True)
+        if code != 0:
+            failed.append(domain)
+    subprocess.check_call([sys.executable, str(REPO / "scripts" / "models_md.py"), "--models", str(args.models)])
+    if failed:
+        print(f"error: training failed for {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
