@@ -24,14 +24,17 @@ DOMAIN = Domain(
     layout=IdxLayout(class_names=LABELS, prefix="train"),
     recipe=Recipe(
         backbone="cnn",
+        # One 3x3 convolution per block: it gets four times the epochs of two inside the
+        # 20-minute budget on two CPU cores, which is worth more than the extra depth.
+        backbone_options={"filters": [32, 64, 128], "convs_per_block": 1, "block_dropout": 0.0},
         weights=None,
         input_size=(28, 28),
         preprocessing=Preprocessing(color_mode="L", invert="auto", trim=True, resize="pad", background="white"),
-        dropout=0.3,
+        dropout=0.2,
         dense_units=128,
-        batch_size=128,
-        augmentation={"flip": True, "rotation": 0.0, "zoom": 0.05, "contrast": 0.0, "erasing": 0.25},
-        phases=(Phase("scratch", unfreeze="all", learning_rate=2e-3, epochs=30),),
+        batch_size=256,
+        augmentation={"flip": True, "rotation": 0.0, "zoom": 0.0, "contrast": 0.0, "erasing": 0.1},
+        phases=(Phase("scratch", unfreeze="all", learning_rate=3e-3, epochs=30),),
         schedule="cosine",
         label_smoothing=0.05,
         val_fraction=1 / 6,  # 10,000 validation images, like the official test split's size

@@ -107,8 +107,15 @@ class TargetPlateauPolicy:
             )
         if len(history) >= self.max_epochs:
             return Decision("stop", f"max_epochs {self.max_epochs} reached")
-        if self.time_budget_s is not None and state.elapsed_s >= self.time_budget_s:
-            return Decision("stop", f"time budget {self.time_budget_s:.0f}s used ({state.elapsed_s:.0f}s)")
+        if self.time_budget_s is not None:
+            if state.elapsed_s >= self.time_budget_s:
+                return Decision("stop", f"time budget {self.time_budget_s:.0f}s used ({state.elapsed_s:.0f}s)")
+            # Stop now rather than overshoot: another epoch as long as the last would not fit.
+            previous = history[-2].elapsed_s if len(history) > 1 else 0.0
+            last_epoch = max(0.0, last.elapsed_s - previous)
+            if last.elapsed_s > 0 and state.elapsed_s + last_epoch > self.time_budget_s:
+                return Decision("stop", f"time budget {self.time_budget_s:.0f}s: another epoch "
+                                        f"(~{last_epoch:.0f}s) would not fit after {state.elapsed_s:.0f}s")
         phase = [r for r in history if r.phase == state.phase]
         move_on = "next_phase" if state.has_next_phase else "stop"
         if self.max_epochs_per_phase is not None and len(phase) >= self.max_epochs_per_phase:

@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "tagteller.cli.feedback",
     "tagteller.cli.evaluate",
     "tagteller.cli.demo",
+    "tagteller.cli.train",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

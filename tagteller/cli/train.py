@@ -1,0 +1,134 @@
+"""``tagteller train``, ``tagteller export`` and ``tagteller data check``.
+
+The first two need the ``train`` extra (tensorflow); it is imported inside the commands only.
+``data check`` needs nothing beyond the base install.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from tagteller.cli.common import stderr
+
+data_app = typer.Typer(help="Look at a dataset folder before training on it.", no_args_is_help=True)
+
+
+def _need_tensorflow(command: str) -> None:
+    from tagteller.cli import fail
+
+    if importlib.util.find_spec("tensorflow") is None:
+        raise fail(f"`tagteller {command}` needs the training extra: pip install 'tagteller[train]'")
+
+
+def _log(text: str) -> None:
+    stderr.print(text, markup=False, highlight=False)
+
+
+def train(
+    data: Path = typer.Argument(..., help="Labelled photos, in the layout the domain declares (see `tagteller domains`)."),
+    domain: str = typer.Option(..., "--domain", "-d", help="Domain to train."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="At most this many epochs in this run."),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", min=1, help="Stop training after this many seconds."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start from the backbone's weights, not from the best earlier model."),
+    force: bool = typer.Option(False, "--force", help="Install the new model even when it is not better."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Never ask (scripts, CI); the stopping policy decides."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Backbone weights: imagenet, none, or a file path.",
+                                          show_default="the recipe's"),
+    install_to: Optional[Path] = typer.Option(None, "--install-to", help="Install the model at this path instead of the user's models folder."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="'int8': also try static int8 (kept if top-1 drops <= 1 point)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for initialisation, shuffling and augmentation (the validation split keeps the recipe's)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, max=4096, help="Images per training batch."),
+    stopping: Optional[str] = typer.Option(None, "--stopping", help="Stopping policy by name (built-in or from a plugin)."),
+    stop_param: list[str] = typer.Option([], "--stop-param", help="key=value for the stopping policy (repeatable)."),
+    no_feedback: bool = typer.Option(False, "--no-feedback", help="Leave out the images filed with `tagteller feedback`."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Threads decoding images."),
+) -> None:
+    """Fine-tune the domain's model on DATA, export it to ONNX and install it if it is better.
+
+    Exit code 0 when training finished (installed, or kept the better model in use), 1 when the
+    exported model failed its parity check, 130 when stopped by a second Ctrl-C.
+    """
+    _need_tensorflow("train")
+    from tagteller import plugins
+    from tagteller.train.prompt import choose_prompter
+    from tagteller.train.trainer import TrainOptions, parse_param, train_domain
+
+    dom = plugins.get_domain(domain)
+    options = TrainOptions(
+        data=data, epochs=epochs, time_budget_s=time_budget, fresh=fresh, force=force, weights=weights,
+        install_to=install_to, quantize=quantize, seed=seed, batch_size=batch_size, stopping=stopping,
+        stop_params=dict(parse_param(p) for p in stop_param), use_feedback=not no_feedback, workers=workers,
+        command_line=shlex.join(["tagteller", *sys.argv[1:]]),
+    )
+    result = train_domain(dom, options, choose_prompter(yes), _log)
+    figures = result.metrics
+    if figures.get("val_accuracy") is not None:
+        _log(f"validation: accuracy {figures['val_accuracy']:.4f}, macro-F1 {figures.get('macro_f1', 0):.4f} "
+             f"on {figures.get('val_count')} images; run folder {result.run_dir}")
+    _log(result.message)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def export(
+    domain: str = typer.Option(..., "--domain", "-d", help="Domain the checkpoint belongs to."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="A .keras checkpoint.",
+                                              show_default="best.keras of the domain's latest run"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="ONNX file to write.",
+                                          show_default="model.onnx beside the checkpoint"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="'int8': also write a static int8 model (needs --data)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="The training data: parity on its validation images, metrics, int8 calibration."),
+) -> None:
+    """Export a saved Keras checkpoint to a self-describing ONNX model (parity-checked).
+
+    Exit code 1 when the parity check fails (the file is still written, for inspection).
+    """
+    _need_tensorflow("export")
+    from tagteller import plugins
+    from tagteller.cli import EXIT_FAILED
+    from tagteller.train.trainer import export_checkpoint
+
+    dom = plugins.get_domain(domain)
+    exported = export_checkpoint(dom, checkpoint, output, quantize, data, _log)
+    _log(f"wrote {exported.model_path}" + (f" and {exported.candidate}" if exported.candidate != exported.model_path else ""))
+    if not exported.parity.passed:
+        _log(f"error: {exported.model_path}: {exported.parity.describe()}")
+        raise typer.Exit(EXIT_FAILED)
+
+
+@data_app.command("check")
+def data_check(
+    data: Path = typer.Argument(..., help="Dataset folder, in the layout the domain declares."),
+    domain: str = typer.Option(..., "--domain", "-d", help="Domain whose layout and labels apply."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    decode: bool = typer.Option(True, "--decode/--no-decode", help="Decode every image (finds unreadable ones)."),
+) -> None:
+    """Per-label counts, imbalance, exact duplicates, skipped and unreadable files.
+
+    Exit code 0 when every image decodes, 1 when some do not.
+    """
+    from tagteller import plugins
+    from tagteller.cli import EXIT_FAILED
+    from tagteller.train.datacheck import check_dataset, report_lines
+
+    report = check_dataset(plugins.get_domain(domain), data, decode=decode)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        for line in report_lines(report):
+            (stderr.print(line, markup=False) if line.startswith(("warning:", "error:")) else typer.echo(line))
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("export")(export)
+    app.add_typer(data_app, name="data")

@@ -1,0 +1,38 @@
+"""The training side of tagteller (the ``train`` extra): the only package that imports tensorflow.
+
+``tagteller train --domain NAME DATA`` turns a folder of labelled photos into an installed,
+parity-checked ONNX model. One module per concept:
+
+- :mod:`~tagteller.train.pipeline`: decoding with :func:`tagteller.imaging.prepare` (the engine's
+  own function, so training and inference see the same pixels), the in-memory cache, shuffling,
+  augmentation and batching on ``tf.data``; class weights;
+- :mod:`~tagteller.train.backbones`: ``keras.applications`` backbones by name, their pixel
+  scaling, their blocks (for progressive unfreezing), the custom ``"cnn"``, and where the weights
+  come from (``imagenet``, a file, ``$TAGTELLER_WEIGHTS_DIR``, none);
+- :mod:`~tagteller.train.model`: the classifier (scaling, backbone, head, softmax), unfreezing
+  with BatchNorm kept in inference mode, compiling per phase, checkpoints;
+- :mod:`~tagteller.train.schedule`: the learning rate within a phase (plateau or cosine);
+- :mod:`~tagteller.train.runs`: the run folder and its ``history.json`` (the run-history contract
+  ``tagteller report`` reads), finding the best earlier model to resume from;
+- :mod:`~tagteller.train.prompt`: the interactive override (stop / continue / unfreeze more);
+- :mod:`~tagteller.train.decisions`: what happens after each epoch (policy, phase caps,
+  ``--epochs``/``--time-budget``, the person, Ctrl-C), pure Python;
+- :mod:`~tagteller.train.loop`: the phased epoch loop driven by those decisions, with
+  checkpoints, TensorBoard logs and Ctrl-C handling;
+- :mod:`~tagteller.train.export`: Keras to ONNX with tf2onnx, the parity check, metadata, int8;
+- :mod:`~tagteller.train.install`: measuring a model file with the engine (accuracy, macro-F1,
+  per-class recall and precision), and installing it only when it beats the current one on the
+  same validation split (atomically);
+- :mod:`~tagteller.train.datacheck`: ``tagteller data check`` (no tensorflow needed);
+- :mod:`~tagteller.train.trainer`: the whole ``train`` command, step by step.
+
+Importing this package itself imports nothing heavy; the modules that need tensorflow import it.
+"""
+
+from __future__ import annotations
+
+import os
+
+# TensorFlow's C++ start-up chatter (CPU feature notices, oneDNN) would drown the one-line epoch
+# summaries; warnings and errors still show. Set before any module here imports tensorflow.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
