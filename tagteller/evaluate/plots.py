@@ -99,7 +99,8 @@ def plot_errors(tiles: Sequence[ErrorTile], title: str = "", columns: int = 4) -
         return _png(fig)
     columns = max(1, min(columns, len(tiles)))
     rows = math.ceil(len(tiles) / columns)
-    fig = Figure(figsize=(3.1 * columns, 3.5 * rows + 0.6), layout="constrained")
+    # At least three tiles wide, so the title of a one- or two-mistake gallery is not cut off.
+    fig = Figure(figsize=(3.1 * max(columns, 3), 3.5 * rows + 0.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
     for ax in axes:
         ax.set_axis_off()
