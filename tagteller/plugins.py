@@ -203,26 +203,31 @@ def get_domain(name: str) -> Any:
     return all_domains[name]
 
 
+def _named_callables(hook_name: str, what: str, builtins: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+    """Collect ``register(name, callable)`` calls of a hook; a taken name or a bad call is that
+    plugin's failure."""
+    found = dict(builtins)
+
+    def add(plugin: str, args: tuple) -> None:
+        if len(args) != 2 or not isinstance(args[0], str) or not callable(args[1]):
+            warn_failure(PluginFailure(plugin, hook_name, f"register() takes (name, {what})"))
+        elif args[0] in found:
+            warn_failure(PluginFailure(plugin, hook_name, f"{what} {args[0]!r} already exists"))
+        else:
+            found[args[0]] = args[1]
+
+    _collect(hook_name, add)
+    return found
+
+
 def stopping_policies() -> dict[str, Callable[..., Any]]:
     """Stopping policy factories by name: the built-in ones plus those plugins register."""
     global _policies
     with _load_lock:
-        if _policies is not None:
-            return _policies
-        from tagteller.stopping import BUILTIN_POLICIES
+        if _policies is None:
+            from tagteller.stopping import BUILTIN_POLICIES
 
-        found: dict[str, Callable[..., Any]] = dict(BUILTIN_POLICIES)
-
-        def add(plugin: str, args: tuple) -> None:
-            if len(args) != 2 or not isinstance(args[0], str) or not callable(args[1]):
-                warn_failure(PluginFailure(plugin, "register_stopping_policies", "register() takes (name, factory)"))
-            elif args[0] in found:
-                warn_failure(PluginFailure(plugin, "register_stopping_policies", f"policy {args[0]!r} already exists"))
-            else:
-                found[args[0]] = args[1]
-
-        _collect("register_stopping_policies", add)
-        _policies = found
+            _policies = _named_callables("register_stopping_policies", "policy factory", BUILTIN_POLICIES)
         return _policies
 
 
@@ -230,20 +235,8 @@ def price_sources() -> dict[str, Callable[..., Any]]:
     """Reference-price sources that plugins register, by name."""
     global _price_sources
     with _load_lock:
-        if _price_sources is not None:
-            return _price_sources
-        found: dict[str, Callable[..., Any]] = {}
-
-        def add(plugin: str, args: tuple) -> None:
-            if len(args) != 2 or not isinstance(args[0], str) or not callable(args[1]):
-                warn_failure(PluginFailure(plugin, "register_price_sources", "register() takes (name, lookup)"))
-            elif args[0] in found:
-                warn_failure(PluginFailure(plugin, "register_price_sources", f"price source {args[0]!r} already exists"))
-            else:
-                found[args[0]] = args[1]
-
-        _collect("register_price_sources", add)
-        _price_sources = found
+        if _price_sources is None:
+            _price_sources = _named_callables("register_price_sources", "price source", {})
         return _price_sources
 
 
