@@ -562,3 +562,15 @@ def deal_for(domain: str, label: str, paid: object, currency: str | None = None)
 def no_price_text(label: str, currency: str | None = None) -> str:
     """What a result says when neither the user's list nor any source knows ``label``."""
     return f"no typical price for {label}" + (f" in {currency}" if currency else "")
+
+
+def deal_result_fields(deal: Deal | None, label: str, currency: str | None, sure: bool) -> dict[str, object]:
+    """The deal fields of one scan result (CLI records and the HTTP API share them), given the
+    looked-up ``deal`` (None: no typical price known). An unsure prediction's sentence starts
+    with "if it is LABEL:" so a guess never reads as an answer."""
+    if deal is None:
+        return {"currency": currency, "typical_known": False, "deal": no_price_text(label, currency)}
+    fields: dict[str, object] = {**deal.record(), "typical_known": True, "deal_position": deal.position}
+    if not sure:
+        fields["deal"] = f"if it is {label}: {deal.text}"
+    return fields

@@ -30,7 +30,7 @@ class DealColumns:
         self.unpriced: list[str] = []
 
     def for_record(self, record: dict[str, Any]) -> dict[str, Any]:
-        from tagteller.prices import DEAL_FIELDS, no_price_text
+        from tagteller.prices import DEAL_FIELDS, deal_result_fields
 
         extra: dict[str, Any] = dict.fromkeys(DEAL_FIELDS)
         extra["price_paid"] = format(self.paid, "f")
@@ -38,15 +38,9 @@ class DealColumns:
         if record["status"] != "ok" or not label:
             return extra
         deal = self.book.deal(label, self.paid, self.currency)
-        if deal is None:
-            if label not in self.unpriced:
-                self.unpriced.append(label)
-            extra["currency"] = self.currency
-            extra["deal"] = no_price_text(label, self.currency)
-            return extra
-        extra.update(deal.record())
-        if not record.get("sure", True):
-            extra["deal"] = f"if it is {label}: {deal.text}"
+        if deal is None and label not in self.unpriced:
+            self.unpriced.append(label)
+        extra.update(deal_result_fields(deal, label, self.currency, record.get("sure", True)))
         return extra
 
 

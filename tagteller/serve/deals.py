@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any, Optional
 
 from tagteller.errors import TagtellerError
-from tagteller.prices import DEAL_FIELDS, deal_for, no_price_text, parse_amount, validate_currency
+from tagteller.prices import DEAL_FIELDS, deal_for, deal_result_fields, parse_amount, validate_currency
 from tagteller.serve.errors import ApiError
 
 PRICE_FIELD = "price"
@@ -99,10 +99,5 @@ def deal_fields(domain: str, record: dict[str, Any], asking: Optional[AskingPric
     except TagtellerError as exc:  # e.g. a price list file without a usable header
         fields.update(currency=asking.currency, typical_known=False, deal=f"cannot check the deal: {exc}")
         return fields
-    if deal is None:
-        fields.update(currency=asking.currency, typical_known=False, deal=no_price_text(label, asking.currency))
-        return fields
-    fields.update(deal.record(), typical_known=True, deal_position=deal.position)
-    if not record.get("sure", True):
-        fields["deal"] = f"if it is {label}: {deal.text}"
+    fields.update(deal_result_fields(deal, label, asking.currency, record.get("sure", True)))
     return fields
