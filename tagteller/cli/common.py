@@ -4,12 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.console import Console
+from typing import Any
 
 from tagteller import plugins
 from tagteller.errors import ModelError, TagtellerError
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class _LazyConsole:
+    """A rich ``Console`` on stderr, created on first use: importing rich's console costs tens of
+    milliseconds that a one-image ``tagteller scan`` should not pay when nothing goes wrong."""
+
+    _console: Any = None
+
+    def real(self) -> Any:
+        """The ``rich.console.Console`` itself (for ``Progress(console=...)``)."""
+        if self._console is None:
+            from rich.console import Console
+
+            type(self)._console = Console(stderr=True, highlight=False, soft_wrap=True)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real(), name)
+
+
+stderr = _LazyConsole()
 
 
 def resolve_domain_and_model(domain: str | None, model: Path | None):

@@ -57,13 +57,13 @@ def demo(
         else:
             folder = fashion.cache_folder()
             with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                          TransferSpeedColumn(), TimeRemainingColumn(), console=stderr, transient=True,
+                          TransferSpeedColumn(), TimeRemainingColumn(), console=stderr.real(), transient=True,
                           disable=not stderr.is_terminal) as bar:
                 fetched = fashion.cached_test_split(folder, progress=bar, note=note)
             official, origin = True, ("download" if fetched else "cache")
 
         with Progress(TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), console=stderr, transient=True,
+                      TimeRemainingColumn(), console=stderr.real(), transient=True,
                       disable=not stderr.is_terminal) as bar:
             task = bar.add_task("scan", total=None)
             result = fashion.score_model(

@@ -88,7 +88,7 @@ def evaluate(
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             bar = stack.enter_context(Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(),
-                                               TimeRemainingColumn(), console=stderr, transient=True))
+                                               TimeRemainingColumn(), console=stderr.real(), transient=True))
             task = bar.add_task("evaluate", total=None)
 
             def advance(done: int, total: int) -> None:

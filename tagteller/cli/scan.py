@@ -135,7 +135,7 @@ def scan(
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             bar = stack.enter_context(Progress(TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
-                                               TimeRemainingColumn(), console=stderr, transient=True))
+                                               TimeRemainingColumn(), console=stderr.real(), transient=True))
             task = bar.add_task("scan", total=len(files))
         for result in engine.scan(loaded, files, top_k=top_k, batch_size=batch_size,
                                   names=[display_name(p) for p in files]):
