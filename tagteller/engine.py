@@ -3,9 +3,13 @@
 - :meth:`Engine.load` opens a model file once (cached by path, size and mtime), checks its
   metadata against the graph, and returns a :class:`LoadedModel`.
 - :meth:`Engine.scan` streams :class:`ScanResult` objects, in input order, for any iterable of
-  images: a thread pool decodes ahead (Pillow releases the GIL while decoding) while the current
-  batch runs in onnxruntime, so decoding and inference overlap. A file that fails to decode
-  becomes a result with ``error`` set; the rest of the batch carries on.
+  images. One worker thread per core takes a batch at a time, decodes it (Pillow releases the GIL
+  while decoding) and runs it through onnxruntime (which releases it too), so decoding and
+  inference overlap across workers and no core waits for another stage. A file that fails to
+  decode becomes a result with ``error`` set; the rest of the batch carries on.
+
+How this was tuned (decode workers against intra-op threads, batch size, JPEG draft size) and the
+throughput it reaches against the machine's bound are in ``benchmarks/`` and BENCHMARKS.md.
 
 Only numpy, Pillow and onnxruntime are imported here.
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +30,9 @@ import numpy as np
 from tagteller.errors import ImageError, ModelError
 from tagteller.imaging import ImageSource, prepare
 from tagteller.modelfile import ModelInfo, parse_metadata
+
+#: onnxruntime intra-op threads per run (see :class:`Engine`).
+DEFAULT_INTRA_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -145,13 +152,28 @@ def read_model_info(path: str | os.PathLike[str]) -> ModelInfo:
     return Engine(intra_threads=1).load(path).info
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class Engine:
-    """Shared onnxruntime sessions plus a decode thread pool; safe to share across threads."""
+    """Shared onnxruntime sessions plus a pool of scan workers; safe to share across threads.
+
+    ``decode_workers`` (default: one per core) is the number of worker threads a scan runs its
+    batches on; each batch is decoded and then classified by the same worker.
+    ``intra_threads`` (default 1) is onnxruntime's thread count *per run*: the workers already run
+    batches side by side, and the server classifies requests side by side, so more intra-op
+    threads would only compete with them for the same cores (on 2 cores, 2 intra-op threads next to
+    2 decoding threads measured slower than 1; see BENCHMARKS.md).
+    """
 
     def __init__(self, intra_threads: int | None = None, decode_workers: int | None = None) -> None:
-        cores = os.cpu_count() or 1
-        self.intra_threads = intra_threads or cores
-        self.decode_workers = decode_workers or max(1, cores)
+        self.intra_threads = intra_threads or DEFAULT_INTRA_THREADS
+        self.decode_workers = decode_workers or available_cores()
         self._models: dict[tuple[str, int, int], LoadedModel] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
@@ -186,6 +208,10 @@ class Engine:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
+        if self.intra_threads > 1:
+            # Idle intra-op threads otherwise spin for a while after each run, taking CPU from
+            # the decoding threads (measured: 2 spinning threads cost a third of the throughput).
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return opts
 
     def _open(self, path: Path) -> LoadedModel:
@@ -210,7 +236,7 @@ class Engine:
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.decode_workers, thread_name_prefix="tagteller-decode")
+                self._pool = ThreadPoolExecutor(self.decode_workers, thread_name_prefix="tagteller-scan")
             return self._pool
 
     def close(self) -> None:
@@ -232,62 +258,81 @@ class Engine:
         names: Iterable[str] | None = None,
         _sync: bool = False,
     ) -> Iterator[ScanResult]:
-        """Yield one :class:`ScanResult` per source, in order, as soon as each is ready."""
+        """Yield one :class:`ScanResult` per source, in order, as soon as each is ready.
+
+        Sources are cut into batches of at most ``batch_size``; each batch is one task for a
+        worker, which decodes its images and runs the ones that decoded through the model, so
+        every core is busy with whichever work is ready and no worker waits on another. When the
+        number of sources is known (a list), batches shrink towards the end (never below one
+        image) so that the last ones finish together instead of leaving a core idle.
+        """
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         info = model.info
+        labels = info.labels
         name_iter = iter(names) if names is not None else None
-
-        def decode(src: ImageSource) -> np.ndarray:
-            return model.prepare(src)
+        workers = self.decode_workers
+        remaining = len(sources) if isinstance(sources, Sized) else None
 
         def result(index: int, name: str, **kw: Any) -> ScanResult:
             return ScanResult(source=name, domain=info.domain, model_version=info.model_version, index=index, **kw)
 
-        pending: deque[tuple[int, str, Future | np.ndarray | Exception]] = deque()
-        window = max(2 * batch_size, 2 * self.decode_workers)
-        pool = None if _sync else self._executor()
-
-        def submit(index: int, src: ImageSource) -> None:
-            name = next(name_iter) if name_iter is not None else display_name(src)
-            if pool is None:
+        def run_batch(first: int, batch: list[tuple[str, ImageSource]]) -> list[ScanResult]:
+            """Decode ``batch`` (a bad file becomes that file's error), then classify the rest."""
+            done: list[ScanResult | None] = [None] * len(batch)
+            arrays: list[np.ndarray] = []
+            decoded: list[int] = []
+            for j, (name, src) in enumerate(batch):
                 try:
-                    pending.append((index, name, decode(src)))
-                except Exception as exc:  # noqa: BLE001 - reported per file below
-                    pending.append((index, name, exc))
-            else:
-                pending.append((index, name, pool.submit(decode, src)))
-
-        def flush(count: int) -> Iterator[ScanResult]:
-            """Take up to ``count`` decoded inputs from the front, run them, yield results."""
-            ready: list[tuple[int, str, np.ndarray]] = []
-            done: list[ScanResult] = []
-            while pending and len(ready) < count:
-                index, name, item = pending.popleft()
-                try:
-                    arr = item.result() if isinstance(item, Future) else item
-                    if isinstance(arr, Exception):
-                        raise arr
-                    ready.append((index, name, arr))
+                    arrays.append(model.prepare(src))
+                    decoded.append(j)
                 except ImageError as exc:
-                    done.append(result(index, name, error=str(exc)))
+                    done[j] = result(first + j, name, error=str(exc))
                 except MemoryError:
-                    done.append(result(index, name, error="out of memory while decoding"))
+                    done[j] = result(first + j, name, error="out of memory while decoding")
                 except Exception as exc:  # noqa: BLE001 - an unexpected decoder failure is one file's error
-                    done.append(result(index, name, error=f"cannot decode image: {exc.__class__.__name__}: {exc}"))
-            if ready:
-                probs = model.predict(np.stack([a for _, _, a in ready]))
-                for (index, name, _), p in zip(ready, probs):
-                    done.append(result(index, name, predictions=top_predictions(p, info.labels, top_k)))
-            done.sort(key=lambda r: r.index)
-            yield from done
+                    done[j] = result(first + j, name, error=f"cannot decode image: {exc.__class__.__name__}: {exc}")
+            if arrays:
+                probs = model.predict(np.stack(arrays) if len(arrays) > 1 else arrays[0][None])
+                for j, p in zip(decoded, probs):
+                    done[j] = result(first + j, batch[j][0], predictions=top_predictions(p, labels, top_k))
+            return done  # type: ignore[return-value] - every slot is filled above
 
-        for index, src in enumerate(sources):
-            submit(index, src)
-            if len(pending) >= window:
-                yield from flush(batch_size)
-        while pending:
-            yield from flush(batch_size)
+        def next_size(submitted: int) -> int:
+            if remaining is None:
+                return batch_size
+            left = remaining - submitted
+            return max(1, min(batch_size, -(-left // workers)))
+
+        if _sync:
+            every = [(next(name_iter) if name_iter is not None else display_name(src), src) for src in sources]
+            for start in range(0, len(every), batch_size):
+                yield from run_batch(start, every[start:start + batch_size])
+            return
+
+        pool = self._executor()
+        pending: deque[Future] = deque()
+        window = 2 * workers  # batches in flight: every worker has the next one queued
+        batch: list[tuple[str, ImageSource]] = []
+        first = 0
+        want = next_size(0)
+        try:
+            for index, src in enumerate(sources):
+                name = next(name_iter) if name_iter is not None else display_name(src)
+                batch.append((name, src))
+                if len(batch) >= want:
+                    pending.append(pool.submit(run_batch, first, batch))
+                    first, batch = index + 1, []
+                    want = next_size(first)
+                    while len(pending) >= window:
+                        yield from pending.popleft().result()
+            if batch:
+                pending.append(pool.submit(run_batch, first, batch))
+            while pending:
+                yield from pending.popleft().result()
+        finally:
+            for future in pending:  # the caller stopped early or a batch raised: drop the rest
+                future.cancel()
 
 
 _default: Engine | None = None

@@ -5,6 +5,12 @@ safely (size limits, decompression bombs refused before decoding), JPEG draft do
 orientation, first frame of animations, transparency, 16-bit and CMYK images, colour mode,
 auto-inversion, trimming and the resize. Errors are :class:`~tagteller.errors.ImageError` with a
 one-line reason.
+
+Speed (measured in ``benchmarks/``, see BENCHMARKS.md): a phone photo is decoded by libjpeg at 1/2,
+1/4 or 1/8 scale (``draft``) to the smallest size that still covers twice the model input, which
+leaves a JPEG's entropy decoding as most of its cost; no step copies the image when it has nothing
+to do (EXIF transpose in place, no conversion to the mode it already has). ``prepare`` runs in
+the engine's decode threads: Pillow releases the GIL while it decodes and resizes.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import io
 import os
 import stat
 import struct
+import threading
 import warnings
 from pathlib import Path
 from typing import Union
@@ -33,7 +40,20 @@ MAX_FILE_BYTES = 100 * 1024 * 1024
 #: SGI, FLI, ... rarely used and rarely hardened) is refused as not a recognised image format.
 PHOTO_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP")
 
+#: A JPEG is decoded at the smallest libjpeg scale (1/2, 1/4, 1/8) whose result is still at least
+#: this many times the model input on each side. 2 keeps the answers of full-quality decoding:
+#: 1 (the target itself) decodes a 4 MP photo for a 160x160 model at 1/8 scale, where libjpeg
+#: keeps only each 8x8 block's average. That decoded 25% faster but changed the shoes model's
+#: answer on 5.7% of phone-size validation photos (1.4% with 2), and lost accuracy
+#: (benchmarks/limit.py measures both settings on every run; see BENCHMARKS.md).
+DRAFT_OVERSAMPLE = 2
+
 ImageSource = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
+
+#: ``warnings.catch_warnings`` swaps the process's warning filters and is not thread-safe: two
+#: decode threads inside it at once could leave the bomb warning turned into an error for good.
+#: Reading a header takes microseconds, so the threads take turns around it.
+_OPEN_LOCK = threading.Lock()
 
 
 def open_image(source: ImageSource) -> Image.Image:
@@ -69,7 +89,7 @@ def open_image(source: ImageSource) -> Image.Image:
         except OSError as exc:
             raise ImageError(_os_reason(exc)) from None
     try:
-        with warnings.catch_warnings():
+        with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(fh, formats=PHOTO_FORMATS)  # type: ignore[arg-type]
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -174,7 +194,7 @@ def prepare(source: ImageSource, size: tuple[int, int], pre: Preprocessing) -> n
     height, width = size
     im = open_image(source)
     try:
-        return _prepare_opened(im, height, width, pre)
+        return _prepare_opened(im, height, width, pre, owned=not isinstance(source, Image.Image))
     except ImageError:
         raise
     except DECODER_ERRORS as exc:
@@ -184,20 +204,25 @@ def prepare(source: ImageSource, size: tuple[int, int], pre: Preprocessing) -> n
             im.close()
 
 
-def _prepare_opened(im: Image.Image, height: int, width: int, pre: Preprocessing) -> np.ndarray:
+def _prepare_opened(im: Image.Image, height: int, width: int, pre: Preprocessing, owned: bool = False) -> np.ndarray:
+    """``owned``: ``im`` was opened here, so it may be changed in place (never a caller's image)."""
     if im.format == "JPEG":
-        # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the photo is much larger than needed;
-        # ask for twice the target so the final resize still has detail to work with. Rotation
-        # by EXIF may swap axes, so request a square of the larger side.
-        side = 2 * max(height, width)
+        # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the photo is much larger than needed
+        # (see DRAFT_OVERSAMPLE); a grey model gets libjpeg's grey output directly. Rotation by
+        # EXIF may swap axes, so request a square of the larger side.
+        side = DRAFT_OVERSAMPLE * max(height, width)
         im.draft(pre.color_mode if im.mode in ("RGB", "L") else None, (side, side))
     # An animation is already at its first frame after open. Asking ``is_animated`` would parse the
     # second frame's header, which in a corrupt GIF raised struct.error or IndexError (found by
     # scripts/fuzz.py): frames after the first are never looked at.
     im.load()
-    im = ImageOps.exif_transpose(im) or im
+    if owned:
+        ImageOps.exif_transpose(im, in_place=True)  # no copy when there is nothing to turn
+    else:
+        im = ImageOps.exif_transpose(im) or im
     im = _flatten(_to_8bit(im), pre.background)
-    im = im.convert(pre.color_mode)
+    if im.mode != pre.color_mode:
+        im = im.convert(pre.color_mode)
 
     if pre.invert != "never" or pre.trim:
         arr = np.asarray(im)
@@ -213,7 +238,8 @@ def _prepare_opened(im: Image.Image, height: int, width: int, pre: Preprocessing
                               min(im.width, right + margin), min(im.height, bottom + margin)))
 
     if pre.resize == "stretch":
-        im = im.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        if im.size != (width, height):
+            im = im.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
     elif pre.resize == "crop":
         im = ImageOps.fit(im, (width, height), Image.Resampling.BILINEAR)
     else:  # pad
