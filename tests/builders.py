@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+import tagteller
 from tagteller.modelfile import ModelInfo, embed_metadata, save_model
 from tagteller.preprocessing import Preprocessing
 
@@ -89,3 +90,28 @@ def solid_image(path: Path, colour=(255, 0, 0), size=(64, 48), fmt=None, mode="R
 
     Image.new(mode, size, colour).save(path, format=fmt, **save)
     return path
+
+
+class DomainsPlugin:
+    """A plugin object that registers the domains it is given (a stand-in for a third-party
+    plugin): ``tagteller.plugins.register_plugin(DomainsPlugin(domain, ...), "name")``."""
+
+    def __init__(self, *domains) -> None:
+        self.domains = domains
+
+    @tagteller.hookimpl
+    def register_domains(self, register):
+        for domain in self.domains:
+            register(domain)
+
+
+def thrift_domains(model_path: Path | None) -> DomainsPlugin:
+    """The price and feedback tests' domains: ``thrift-colours`` (a colour model, new labels
+    allowed) and ``thrift-fixed`` (fixed labels, no model)."""
+    from tagteller.domain import Domain
+
+    return DomainsPlugin(
+        Domain(name="thrift-colours", description="test colours", labels=RGB_LABELS,
+               model_path=model_path, allow_new_labels=True, low_confidence=0.5),
+        Domain(name="thrift-fixed", description="test, fixed labels", labels=("cat", "dog")),
+    )

@@ -23,20 +23,10 @@ from tagteller.feedback import LabelRefusedError, feedback_samples, feedback_sta
 from tagteller.imaging import prepare
 from tagteller.paths import feedback_dir
 from tagteller.preprocessing import Preprocessing
-from tests.builders import RGB_LABELS, colour_model, solid_image
+from tests.builders import RGB_LABELS, colour_model, solid_image, thrift_domains
 
 
-class ThriftDomains:
-    """Two test domains: colours (a colour model, new labels allowed) and a fixed one."""
-
-    def __init__(self, model_path: Path | None) -> None:
-        self.model_path = model_path
-
-    @tagteller.hookimpl
-    def register_domains(self, register):
-        register(Domain(name="thrift-colours", description="test colours", labels=RGB_LABELS,
-                        model_path=self.model_path, allow_new_labels=True))
-        register(Domain(name="thrift-fixed", description="test, fixed labels", labels=("cat", "dog")))
+ThriftDomains = thrift_domains
 
 
 @pytest.fixture

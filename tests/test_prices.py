@@ -19,23 +19,13 @@ from tagteller import plugins, prices
 from tagteller.cli import build_app
 from tagteller.domain import Domain
 from tagteller.prices import PriceError, PriceRange, compare, deal_for, lookup_price, parse_amount
-from tests.builders import RGB_LABELS, colour_model, solid_image
+from tests.builders import RGB_LABELS, colour_model, solid_image, thrift_domains
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_PLUGIN = REPO / "docs" / "examples" / "price_plugin"
 
 
-class ThriftDomains:
-    """Two test domains: colours (a colour model, new labels allowed) and a fixed one."""
-
-    def __init__(self, model_path: Path | None) -> None:
-        self.model_path = model_path
-
-    @tagteller.hookimpl
-    def register_domains(self, register):
-        register(Domain(name="thrift-colours", description="test colours", labels=RGB_LABELS,
-                        model_path=self.model_path, allow_new_labels=True, low_confidence=0.5))
-        register(Domain(name="thrift-fixed", description="test, fixed labels", labels=("cat", "dog")))
+ThriftDomains = thrift_domains
 
 
 @pytest.fixture

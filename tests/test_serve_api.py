@@ -36,22 +36,12 @@ from tagteller import Domain, feedback, paths, plugins, prices  # noqa: E402
 from tagteller.cli import build_app  # noqa: E402
 from tagteller.engine import Engine, default_engine  # noqa: E402
 from tagteller.serve.app import create_app  # noqa: E402
-from tests.builders import RGB_LABELS, colour_model  # noqa: E402
+from tests.builders import RGB_LABELS, DomainsPlugin, colour_model  # noqa: E402
 
 MAX_UPLOAD = 64 * 1024
 TAGTELLER = Path(sys.executable).parent / "tagteller"
 
 
-class DomainsPlugin:
-    """A plugin object that registers the domains it is given."""
-
-    def __init__(self, *domains: Domain) -> None:
-        self.domains = domains
-
-    @tagteller.hookimpl
-    def register_domains(self, register):
-        for domain in self.domains:
-            register(domain)
 
 
 def register_serve_domains(folder: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 import tagteller
+from tests.builders import DomainsPlugin
 from tagteller import CsvManifestLayout, Domain, FolderLayout, IdxLayout, Phase, Recipe, TargetPlateauPolicy
 from tagteller import plugins
 from tagteller.datasets import stratified_split, write_idx
@@ -118,16 +119,7 @@ def colours_domain(name: str = "colours", recipe: Recipe | None = None, layout=N
                   stopping=stopping or TargetPlateauPolicy(target_accuracy=None, patience=3, max_epochs=8))
 
 
-class DomainPlugin:
-    """Registers the given domains (a stand-in for a third-party plugin)."""
-
-    def __init__(self, *domains: Domain) -> None:
-        self.domains = domains
-
-    @tagteller.hookimpl
-    def register_domains(self, register):
-        for domain in self.domains:
-            register(domain)
+DomainPlugin = DomainsPlugin
 
 
 def register(*domains: Domain) -> None:
