@@ -60,6 +60,8 @@ PHOTO_QUALITY = 90
 PHOTO_GRAIN = 4.0
 #: Epochs the benchmark model's head is fitted for (on the shoes training split, backbone frozen).
 HEAD_EPOCHS = 6
+#: Other processes using this many cores on average during a run make its figures noise.
+BUSY_CORES = 0.15
 VECTOR_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
                 "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8")
 
@@ -124,8 +126,31 @@ def tagteller_command() -> list[str]:
 
 # -- machine ----------------------------------------------------------------------------------
 
+def cpu_snapshot() -> tuple[float, float, float]:
+    """(wall clock, busy CPU seconds of the whole machine, CPU seconds of this process and its
+    waited-for children): the difference between two snapshots says how much CPU *other*
+    processes used in between (steal time included, so a busy VM host counts too)."""
+    busy = 0.0
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+        busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        busy = float("nan")
+    t = os.times()
+    return time.perf_counter(), busy, t.user + t.system + t.children_user + t.children_system
+
+
+def other_load(since: tuple[float, float, float]) -> float:
+    """Cores used on average by other processes since the snapshot ``since``."""
+    wall0, busy0, own0 = since
+    wall1, busy1, own1 = cpu_snapshot()
+    return max(0.0, ((busy1 - busy0) - (own1 - own0)) / max(wall1 - wall0, 1e-9))
+
+
 def machine() -> dict[str, Any]:
-    """Cores, CPU model, vector flags, memory, load and library versions."""
+    """Cores, CPU model, vector flags, memory, load and library versions; also starts the
+    measurement of what other processes use while the benchmark runs (see :func:`record`)."""
     model, flags = platform.processor() or "unknown", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -159,6 +184,7 @@ def machine() -> dict[str, Any]:
         "load": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
         "versions": {"numpy": numpy.__version__, "Pillow": PIL.__version__, "onnxruntime": onnxruntime.__version__},
+        "cpu_snapshot": cpu_snapshot(),
     }
 
 
@@ -196,17 +222,25 @@ def record(args: argparse.Namespace, title: str, headers: Sequence[str], rows: S
     for caption, more_headers, more_rows in more_tables:
         body += ["", f"{caption}:", "", markdown_table(more_headers, more_rows)]
     table = "\n".join(body)
+    others = other_load(m["cpu_snapshot"])
+    busy = others >= BUSY_CORES
+    quiet = (f"other processes used {others:.2f} cores on average during the run"
+             + (f": **the machine was busy, these figures are not clean; rerun when it is quiet**" if busy else
+                " (quiet)"))
     parts = [f"### {title}{' (quick: tiny inputs, figures not meaningful)' if args.quick else ''}", "",
              f"- date: {when}",
              f"- command: `{command_line()}`",
              f"- machine: {describe_machine(m)}"
              + (f"; load average {load_now[0]:.2f} at the end" if load_now else ""),
+             f"- {quiet}",
              "", table, ""]
+    if data is not None:
+        data = {**data, "other_cores": others}
     parts += [f"- {n}" for n in notes]
     if data is not None:
         parts += ["", f"<!-- figures: {json.dumps(data, sort_keys=True, default=str)} -->"]
     section = "\n".join(parts).rstrip() + "\n"
-    print(f"\n{title}\n\n{table}\n" + "".join(f"\n- {n}" for n in notes) + "\n", flush=True)
+    print(f"\n{title}\n\n{table}\n" + "".join(f"\n- {n}" for n in [*notes, quiet]) + "\n", flush=True)
     if not args.no_record:
         path = Path(args.results)
         old = path.read_text(encoding="utf-8") if path.is_file() else RESULTS_HEADER

@@ -14,7 +14,9 @@ the bound they imply, and the engine's end-to-end throughput as a fraction of it
 - the tuning sweep: ``Engine.scan`` with other worker counts, intra-op threads and batch sizes
   (how the defaults were chosen), the JPEG draft size (speed, and how often the model's answer
   changes against a full-quality decode), and with ``--baseline-ref REV`` the engine as it was at
-  a git revision (``git archive``, run as a whole ``tagteller scan`` process).
+  a git revision (``git archive``): the whole ``tagteller scan`` process with that revision's
+  ``tagteller/``, and its ``Engine`` class beside this one on the same imaging code (a long list,
+  a short one, and pre-decoded arrays where only inference is left), alternating.
 
 Target (issue #7): end-to-end >= 80% of the bound for 2 cores.
 
@@ -23,6 +25,7 @@ Target (issue #7): end-to-end >= 80% of the bound for 2 cores.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import subprocess
@@ -78,10 +81,11 @@ def inference_rate(model_path: Path, batch, total: int, runners: int, intra: int
     return rate(rounds * len(batch), time.perf_counter() - start)
 
 
-def engine_rate(model_path: Path, photos: list[Path], workers, intra, batch) -> float:
+def engine_rate(model_path: Path, photos: list, workers, intra, batch, engine_class=None) -> float:
+    """Images/s of ``Engine.scan`` over ``photos`` (paths, or arrays: then only inference is left)."""
     from tagteller.engine import Engine
 
-    engine = Engine(intra_threads=intra, decode_workers=workers)
+    engine = (engine_class or Engine)(intra_threads=intra, decode_workers=workers)
     try:
         loaded = engine.load(model_path)
         list(engine.scan(loaded, photos[:4], batch_size=batch or 16))  # pool threads, first runs
@@ -119,6 +123,50 @@ def baseline_tree(ref: str, cache: Path) -> Path | None:
     with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
         tar.extractall(target, filter="data")
     return target
+
+
+def engine_class_at(tree: Path):
+    """The ``Engine`` class of the ``tagteller/engine.py`` in ``tree``, imported under a name of its
+    own; it uses this tree's other modules (imaging, modelfile), so a comparison isolates the
+    engine's scheduling."""
+    spec = importlib.util.spec_from_file_location("tagteller_engine_at_baseline", tree / "tagteller" / "engine.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module.Engine
+
+
+def baseline_rows(tree: Path, model_path: Path, photos: list[Path], target: list[str], folder: Path,
+                  env: dict[str, str], rounds: int) -> tuple[list[list], dict]:
+    """The engine in ``tree`` against this one, alternating, ``rounds`` times each (medians)."""
+    from tagteller.engine import Engine
+
+    old_engine = engine_class_at(tree)
+    runner = [sys.executable, "-c", "import sys; from tagteller.cli import main; sys.argv[0] = 'tagteller'; main()"]
+    old_env = dict(env, PYTHONPATH=str(tree))
+    loaded = Engine(intra_threads=1).load(model_path)
+    arrays = [loaded.prepare(p) for p in photos[:32]] * 63  # 2016 pre-decoded images: inference only
+    cases = [
+        (f"`tagteller scan`, whole process, {len(photos)} photos",
+         lambda old: rate(len(photos), scan_process(runner, target, folder, old_env if old else env,
+                                                    len(photos)).wall_s)),
+        (f"`Engine.scan`, {min(300, len(photos))} photos",
+         lambda old: engine_rate(model_path, photos[:300], None, None, None, old_engine if old else None)),
+        (f"`Engine.scan`, a short list: {len(photos[:24])} photos",
+         lambda old: engine_rate(model_path, photos[:24], None, None, None, old_engine if old else None)),
+        (f"`Engine.scan`, {len(arrays)} pre-decoded arrays (inference only)",
+         lambda old: engine_rate(model_path, arrays, None, None, None, old_engine if old else None)),
+    ]
+    rows, figures = [], {}
+    for label, measure in cases:
+        old_rates, new_rates = [], []
+        for _ in range(rounds):
+            old_rates.append(measure(True))
+            new_rates.append(measure(False))
+        old_r, new_r = benchkit.median(old_rates), benchkit.median(new_rates)
+        rows.append([label, f"{old_r:.1f}", f"{new_r:.1f}", f"{new_r / old_r:.2f}x"])
+        figures[label] = {"before": old_rates, "after": new_rates}
+    return rows, figures
 
 
 def draft_check(model_path: Path, photos: list[Path]) -> list[list]:
@@ -235,22 +283,17 @@ def main() -> int:
                      f"batch {batch_size or 16}" + (" (default)" if workers is None else ""))
             sweep_rows.append([label, f"{r:.1f}", f"{r / bound * 100:.0f}%"])
             data.setdefault("sweep", {})[label] = r
+        more.append((f"Tuning sweep: `Engine.scan` on {len(subset)} photos per setting",
+                     ["setting", "images/s", "of the bound"], sweep_rows))
         if args.baseline_ref:
             tree = baseline_tree(args.baseline_ref, cache)
             if tree is not None:
-                old_env = dict(env, PYTHONPATH=str(tree))
-                runner = [sys.executable, "-c", "import sys; from tagteller.cli import main; "
-                          "sys.argv[0] = 'tagteller'; main()"]
-                old = scan_process(runner, target, folder, old_env, len(photos))
-                new = scan_process(runner, target, folder, env, len(photos))
-                for label, run in ((f"`tagteller scan`, tagteller/ at {args.baseline_ref}", old),
-                                   ("`tagteller scan`, this tree", new)):
-                    r = rate(len(photos), run.wall_s)
-                    sweep_rows.append([f"{label} (whole process, {len(photos)} photos)", f"{r:.1f}",
-                                       f"{r / bound * 100:.0f}%"])
-                    data.setdefault("baseline", {})[label] = r
-        more.append((f"Tuning sweep: `Engine.scan` on {len(subset)} photos per setting",
-                     ["setting", "images/s", "of the bound"], sweep_rows))
+                base_rows, base_figures = baseline_rows(tree, model.onnx, photos, target, folder, env,
+                                                        1 if args.quick else 3)
+                data["baseline"] = base_figures
+                more.append((f"Before and after: the engine at {args.baseline_ref} (its defaults) against this one, "
+                             f"alternating, median of {1 if args.quick else 3} runs each (images/s)",
+                             ["workload", f"at {args.baseline_ref}", "this tree", "ratio"], base_rows))
         draft_photos = photos[: (len(photos) if args.quick else 200)]
         more.append((f"JPEG draft size: decode speed (1 thread) and the model's top-1 answers against a "
                      f"full decode + LANCZOS resize, {len(draft_photos)} photos",

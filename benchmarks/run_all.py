@@ -28,20 +28,40 @@ SCRIPTS = ("cold_start.py", "folder_throughput.py", "limit.py", "training_input.
 NEEDS_TF = {"training_input.py"}
 
 
+def wait_for_quiet(limit_s: float, probe_s: float = 5.0) -> None:
+    """Wait (up to ``limit_s``) until other processes use less than ``benchkit.BUSY_CORES`` cores
+    over a ``probe_s`` window."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        snapshot = benchkit.cpu_snapshot()
+        time.sleep(probe_s)
+        others = benchkit.other_load(snapshot)
+        if others < benchkit.BUSY_CORES:
+            return
+        if time.monotonic() > deadline:
+            print(f"   still busy after {limit_s:.0f} s (other processes: {others:.2f} cores); running anyway",
+                  flush=True)
+            return
+        print(f"   waiting: other processes use {others:.2f} cores", flush=True)
+        time.sleep(20)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--results", type=Path, default=benchkit.DEFAULT_RESULTS)
+    p.add_argument("--results", type=Path, default=None, help="results file (default: BENCHMARKS.md)")
     p.add_argument("--no-record", action="store_true")
     p.add_argument("--cache", default=None)
     p.add_argument("--only", nargs="*", choices=SCRIPTS, help="run only these scripts")
     p.add_argument("--baseline-ref", default=BASELINE_REF, help="git revision limit.py compares with ('' for none)")
+    p.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
+                   help="before each script, wait up to this long for other processes to leave the CPU idle")
     p.add_argument("--model", type=Path, default=None, help="passed to every script (see their --help)")
     p.add_argument("--keras", type=Path, default=None, help="passed to every script with --model")
     args = p.parse_args()
     if args.model is None and not benchkit.has_tensorflow():
         raise SystemExit("error: building the benchmark model needs tensorflow; pass --model FILE.onnx")
-    common = ["--results", str(args.results)]
+    common = ["--results", str(args.results)] if args.results else []
     common += ["--model", str(args.model)] if args.model else []
     common += ["--keras", str(args.keras)] if args.keras else []
     common += ["--quick"] if args.quick else []
@@ -54,6 +74,8 @@ def main() -> int:
             print(f"== {script}: skipped (needs tensorflow)", flush=True)
             continue
         extra = ["--baseline-ref", args.baseline_ref] if script == "limit.py" and args.baseline_ref else []
+        if args.wait_quiet > 0:
+            wait_for_quiet(args.wait_quiet)
         load = os.getloadavg()[0]
         print(f"== {script} (load average {load:.2f})", flush=True)
         start = time.perf_counter()

@@ -61,8 +61,17 @@ def tiny_model(workspace):
     return colour_model(workspace["root"] / "colours.onnx", size=(32, 32))
 
 
+def has_git_history() -> bool:
+    try:
+        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "HEAD"],
+                              capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
 def test_limit_records_the_bound_from_its_own_rates(workspace, tiny_model):
-    proc = run_script(workspace, "limit.py", "--model", str(tiny_model))
+    baseline = ["--baseline-ref", "HEAD"] if has_git_history() else []
+    proc = run_script(workspace, "limit.py", "--model", str(tiny_model), *baseline)
     assert "bound for" in proc.stdout
     section, figures = last_section(workspace, "The limit")
     cores = figures["cores"]
@@ -72,6 +81,9 @@ def test_limit_records_the_bound_from_its_own_rates(workspace, tiny_model):
     assert len(figures["sweep"]) >= 5  # the tuning sweep ran every setting
     assert "JPEG draft size" in section and "Tuning sweep" in section
     assert "(quick: tiny inputs" in section  # a quick run says its figures mean nothing
+    if baseline:  # the engine at HEAD ran beside this one on every workload
+        assert len(figures["baseline"]) == 4
+        assert all(r["before"] and r["after"] for r in figures["baseline"].values())
 
 
 def test_run_all_runs_the_scripts_it_is_asked_for(workspace, tiny_model):
