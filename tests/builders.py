@@ -115,3 +115,12 @@ def thrift_domains(model_path: Path | None) -> DomainsPlugin:
                model_path=model_path, allow_new_labels=True, low_confidence=0.5),
         Domain(name="thrift-fixed", description="test, fixed labels", labels=("cat", "dog")),
     )
+
+
+def register_thrift_domains(folder: Path) -> Path:
+    """Build the thrift-colours model in ``folder``, register :func:`thrift_domains`; return the model."""
+    from tagteller import plugins
+
+    model = colour_model(folder / "colours.onnx", domain="thrift-colours")
+    plugins.register_plugin(thrift_domains(model), name="thrift-test-domains")
+    return model

@@ -23,17 +23,12 @@ from tagteller.feedback import LabelRefusedError, feedback_samples, feedback_sta
 from tagteller.imaging import prepare
 from tagteller.paths import feedback_dir
 from tagteller.preprocessing import Preprocessing
-from tests.builders import RGB_LABELS, colour_model, solid_image, thrift_domains
-
-
-ThriftDomains = thrift_domains
+from tests.builders import RGB_LABELS, colour_model, solid_image, register_thrift_domains, thrift_domains
 
 
 @pytest.fixture
 def domains(tmp_path):
-    model = colour_model(tmp_path / "colours.onnx", domain="thrift-colours")
-    plugins.register_plugin(ThriftDomains(model), name="thrift-test-domains")
-    return model
+    return register_thrift_domains(tmp_path)
 
 
 def png_bytes(colour=(200, 30, 30), size=(20, 16)) -> bytes:

@@ -19,20 +19,15 @@ from tagteller import plugins, prices
 from tagteller.cli import build_app
 from tagteller.domain import Domain
 from tagteller.prices import PriceError, PriceRange, compare, deal_for, lookup_price, parse_amount
-from tests.builders import RGB_LABELS, colour_model, solid_image, thrift_domains
+from tests.builders import RGB_LABELS, colour_model, solid_image, register_thrift_domains, thrift_domains
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_PLUGIN = REPO / "docs" / "examples" / "price_plugin"
 
 
-ThriftDomains = thrift_domains
-
-
 @pytest.fixture
 def domains(tmp_path):
-    model = colour_model(tmp_path / "colours.onnx", domain="thrift-colours")
-    plugins.register_plugin(ThriftDomains(model), name="thrift-test-domains")
-    return model
+    return register_thrift_domains(tmp_path)
 
 
 def run(*args: str):
