@@ -23,7 +23,7 @@ from tagteller.feedback import LabelRefusedError, feedback_samples, feedback_sta
 from tagteller.imaging import prepare
 from tagteller.paths import feedback_dir
 from tagteller.preprocessing import Preprocessing
-from tests.builders import RGB_LABELS, colour_model, solid_image, register_thrift_domains, thrift_domains
+from tests.builders import RGB_LABELS, colour_model, solid_image, register_thrift_domains
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from tagteller import plugins, prices
 from tagteller.cli import build_app
 from tagteller.domain import Domain
 from tagteller.prices import PriceError, PriceRange, compare, deal_for, lookup_price, parse_amount
-from tests.builders import RGB_LABELS, colour_model, solid_image, register_thrift_domains, thrift_domains
+from tests.builders import RGB_LABELS, colour_model, solid_image, register_thrift_domains
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_PLUGIN = REPO / "docs" / "examples" / "price_plugin"
