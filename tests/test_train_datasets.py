@@ -276,3 +276,53 @@ def test_prepare_data_keeps_a_given_split_and_skips_foreign_labels(tmp_path):
     without = prepare_data(domain, root, domain.recipe, use_feedback=False, log=lines.append)
     assert without.feedback_count == 0 and without.fingerprint != data.fingerprint
     assert without.val_keys_sha256 == data.val_keys_sha256
+
+
+@requires_tf
+def test_one_warp_flips_turns_and_zooms_about_the_centre():
+    import tensorflow as tf
+
+    from tagteller.train.pipeline import warp_matrices
+
+    rng = np.random.default_rng(2)
+    images = rng.uniform(0, 255, (3, 9, 9, 2)).astype(np.float32)
+
+    def warp(flip, angle, scale):
+        n = len(images)
+        matrices = warp_matrices(tf.constant([flip] * n), tf.constant([angle] * n, tf.float32),
+                                 tf.constant([scale] * n, tf.float32), 9, 9)
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=tf.constant(images), transforms=matrices, output_shape=[9, 9], fill_value=0.0,
+            interpolation="BILINEAR", fill_mode="NEAREST").numpy()
+
+    np.testing.assert_allclose(warp(False, 0.0, 1.0), images, atol=1e-4)
+    np.testing.assert_allclose(warp(True, 0.0, 1.0), images[:, :, ::-1], atol=1e-4)
+    np.testing.assert_allclose(warp(False, np.pi / 2, 1.0), np.rot90(images, 1, axes=(1, 2)), atol=1e-3)
+    turned_then_mirrored = np.rot90(images, 1, axes=(1, 2))[:, :, ::-1]
+    np.testing.assert_allclose(warp(True, np.pi / 2, 1.0), turned_then_mirrored, atol=1e-3)
+    zoomed_out = warp(False, 0.0, 2.0)  # each output pixel reads twice as far from the centre
+    np.testing.assert_allclose(zoomed_out[:, 4, 4], images[:, 4, 4], atol=1e-4)
+    np.testing.assert_allclose(zoomed_out[:, 3, 5], images[:, 2, 6], atol=1e-4)
+
+
+@requires_tf
+@pytest.mark.parametrize("augmentation", [
+    {"flip": True},
+    {"flip": True, "rotation": 0.05, "zoom": 0.1},
+    {"contrast": 0.3},
+])
+def test_augmenter_keeps_shape_and_range_and_changes_images(augmentation):
+    import tensorflow as tf
+
+    from tagteller.train.pipeline import build_augmenter
+
+    rng = np.random.default_rng(3)
+    images = rng.uniform(0, 255, (16, 12, 12, 3)).astype(np.float32)
+    out = build_augmenter(augmentation, seed=4)(tf.constant(images)).numpy()
+    assert out.shape == images.shape and 0 <= out.min() and out.max() <= 255
+    changed = [not np.allclose(a, b) for a, b in zip(images, out)]
+    assert 0 < sum(changed)
+    if augmentation == {"flip": True}:  # a flip alone is an exact mirror or nothing
+        for a, b in zip(images, out):
+            assert np.array_equal(a, b) or np.array_equal(a[:, ::-1], b)
+    assert build_augmenter({"flip": False, "rotation": 0.0}) is None
