@@ -61,7 +61,7 @@ class Recipe:
     weights: str | None = "imagenet"
     input_size: tuple[int, int] = (224, 224)  # (height, width)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
-    pooling: Literal["avg", "max"] = "avg"
+    pooling: Literal["avg", "max", "flatten"] = "avg"  # flatten keeps where features are
     dropout: float = 0.2
     dense_units: int = 0  # 0: the classifier sits right on the pooled features
     batch_size: int = 32
@@ -84,6 +84,8 @@ class Recipe:
             raise ValueError("input_size must be at least 8x8")
         if not 0 < self.val_fraction < 0.9:
             raise ValueError("val_fraction must be within (0, 0.9)")
+        if self.pooling not in ("avg", "max", "flatten"):
+            raise ValueError(f"pooling must be 'avg', 'max' or 'flatten', not {self.pooling!r}")
         unknown = set(self.augmentation) - set(DEFAULT_AUGMENTATION)
         if unknown:
             raise ValueError(f"unknown augmentation keys: {sorted(unknown)}")

@@ -267,7 +267,7 @@ def test_feedback_joins_the_training_side_only(trained):
 def test_idx_layout_trains_a_grayscale_model_from_the_command_line(tmp_path):
     from tagteller.cli import build_app
 
-    recipe = tiny_recipe(input_size=(28, 28), preprocessing=Preprocessing(color_mode="L"),
+    recipe = tiny_recipe(input_size=(28, 28), preprocessing=Preprocessing(color_mode="L"), pooling="flatten",
                          augmentation={"flip": False, "rotation": 0.0, "zoom": 0.05, "contrast": 0.0, "erasing": 0.25})
     register(colours_domain("shades", recipe=recipe, layout=IdxLayout(class_names=IDX_LABELS), labels=IDX_LABELS))
     data = make_idx_dataset(tmp_path / "idx", per_class=20)
@@ -279,6 +279,10 @@ def test_idx_layout_trains_a_grayscale_model_from_the_command_line(tmp_path):
     dataset = IdxLayout(class_names=IDX_LABELS).load(data)
     scanned = list(Engine(intra_threads=1).scan(loaded, [s.array for s in dataset.samples[:5]]))
     assert all(r.ok for r in scanned)
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(installed_model_path("shades")).graph.node}
+    assert "GlobalAveragePool" not in ops and "ReduceMean" not in ops  # flattened, not pooled
 
 
 def test_csv_manifest_layout_trains(tmp_path):

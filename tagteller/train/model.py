@@ -54,7 +54,8 @@ def build_classifier(recipe: Recipe, num_classes: int, weights: WeightsChoice) -
     backbone_channels = 3 if pretrained else channels
     backbone = build_backbone(recipe.backbone, (height, width, backbone_channels), recipe.backbone_options, weights)
     x = backbone(x, training=False) if pretrained else backbone(x)
-    x = (layers.GlobalAveragePooling2D if recipe.pooling == "avg" else layers.GlobalMaxPooling2D)(name="pool")(x)
+    pooling = {"avg": layers.GlobalAveragePooling2D, "max": layers.GlobalMaxPooling2D, "flatten": layers.Flatten}
+    x = pooling[recipe.pooling](name="pool")(x)
     if recipe.dropout > 0:
         x = layers.Dropout(recipe.dropout, name="head_dropout")(x)
     if recipe.dense_units > 0:
