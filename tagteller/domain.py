@@ -72,6 +72,10 @@ class Recipe:
     )
     schedule: Literal["plateau", "cosine"] = "plateau"
     label_smoothing: float = 0.0
+    #: The exported model answers with the average of its probabilities for the image and for
+    #: its mirror image (inside the ONNX graph, so plain onnxruntime users get it too). Only
+    #: for domains where a mirror image keeps its label.
+    test_time_flip: bool = False
     class_weights: Literal["auto", "none"] = "auto"
     val_fraction: float = 0.2
     seed: int = 1234

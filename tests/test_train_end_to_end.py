@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 from typer.testing import CliRunner
 
@@ -268,6 +269,7 @@ def test_idx_layout_trains_a_grayscale_model_from_the_command_line(tmp_path):
     from tagteller.cli import build_app
 
     recipe = tiny_recipe(input_size=(28, 28), preprocessing=Preprocessing(color_mode="L"), pooling="flatten",
+                         test_time_flip=True,
                          augmentation={"flip": False, "rotation": 0.0, "zoom": 0.05, "contrast": 0.0, "erasing": 0.25})
     register(colours_domain("shades", recipe=recipe, layout=IdxLayout(class_names=IDX_LABELS), labels=IDX_LABELS))
     data = make_idx_dataset(tmp_path / "idx", per_class=20)
@@ -283,6 +285,12 @@ def test_idx_layout_trains_a_grayscale_model_from_the_command_line(tmp_path):
 
     ops = {node.op_type for node in onnx.load(installed_model_path("shades")).graph.node}
     assert "GlobalAveragePool" not in ops and "ReduceMean" not in ops  # flattened, not pooled
+    # test_time_flip: the exported graph averages the image and its mirror, so both get one answer.
+    session = ort.InferenceSession(str(installed_model_path("shades")), providers=["CPUExecutionProvider"])
+    images = np.stack([s.array for s in dataset.samples[:4]]).astype(np.float32).reshape(4, 28, 28, 1)
+    straight, mirrored = (session.run(None, {"image": x})[0] for x in (images, images[:, :, ::-1].copy()))
+    np.testing.assert_allclose(straight, mirrored, atol=1e-5)
+    assert not np.allclose(straight[0], straight[1])  # and it still tells images apart
 
 
 def test_csv_manifest_layout_trains(tmp_path):

@@ -66,6 +66,15 @@ def build_classifier(recipe: Recipe, num_classes: int, weights: WeightsChoice) -
     return keras.Model(inputs, outputs, name=f"tagteller_{recipe.backbone.lower()}")
 
 
+def with_test_time_flip(model: keras.Model) -> keras.Model:
+    """``model`` answering with the mean of its probabilities for the image and its left-right
+    mirror image (used at export when ``Recipe.test_time_flip`` is set; training never sees it)."""
+    inputs = keras.Input(model.input_shape[1:], name=INPUT_NAME, dtype="float32")
+    mirrored = layers.Lambda(lambda x: keras.ops.flip(x, axis=2), name="mirror")(inputs)
+    outputs = layers.Average(name=OUTPUT_NAME)([model(inputs), model(mirrored)])
+    return keras.Model(inputs, outputs, name=f"{model.name}_flip_averaged")
+
+
 def backbone_of(model: keras.Model) -> keras.Model:
     try:
         return model.get_layer("backbone")
