@@ -24,13 +24,16 @@ DOMAIN = Domain(
     layout=IdxLayout(class_names=LABELS, prefix="train"),
     recipe=Recipe(
         backbone="cnn",
-        # One 3x3 convolution per block: it gets four times the epochs of two inside the
-        # 20-minute budget on two CPU cores, which is worth more than the extra depth.
-        backbone_options={"filters": [32, 64, 128], "convs_per_block": 1, "block_dropout": 0.0},
+        # Inside the 20-minute budget on two CPU cores: one 3x3 convolution in the first and last
+        # blocks and two in the middle one (15 M multiply-adds per image, ~13 epochs), and a
+        # flattened 3x3x128 map instead of global pooling, so the head knows where each feature
+        # is (sleeves, collars, a bag's handle).
+        backbone_options={"filters": [32, 64, 128], "convs_per_block": [1, 2, 1], "block_dropout": 0.0},
         weights=None,
         input_size=(28, 28),
         preprocessing=Preprocessing(color_mode="L", invert="auto", trim=True, resize="pad", background="white"),
-        dropout=0.2,
+        pooling="flatten",
+        dropout=0.25,
         dense_units=128,
         batch_size=256,
         augmentation={"flip": True, "rotation": 0.0, "zoom": 0.0, "contrast": 0.0, "erasing": 0.1},
@@ -39,8 +42,9 @@ DOMAIN = Domain(
         label_smoothing=0.05,
         val_fraction=1 / 6,  # 10,000 validation images, like the official test split's size
     ),
+    # The epochs get 18.5 minutes; decoding the idx files and the export fit in the rest of 20.
     stopping=TargetPlateauPolicy(target_accuracy=None, patience=4, min_delta=0.001, on_plateau="stop",
-                                 max_epochs=30, time_budget_s=20 * 60),
+                                 max_epochs=30, time_budget_s=18.5 * 60),
     model_path=shipped_model("apparel"),
     data_source="Fashion-MNIST (Zalando Research, MIT): train-images/labels idx files",
 )
