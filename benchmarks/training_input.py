@@ -15,7 +15,7 @@ less than the tf.data side). The ratio is taken against the second. A last colum
 same training step on batches already in memory with no augmentation: the ceiling no input
 pipeline can pass. Target (issue #7): tf.data training input >= 2x ImageDataGenerator.
 
-    .venv/bin/python benchmarks/training_input.py [--data DIR] [--epochs 3] [--phase 0]
+    .venv/bin/python benchmarks/training_input.py [--data DIR] [--epochs 5] [--phase 0]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def quick_folder(cache: Path) -> Path:
 def main() -> int:
     p = benchkit.parser(__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=None, help="folder-per-class photos (default: the shared shoes set)")
-    p.add_argument("--epochs", type=int, default=3, help="epochs per side, each timed (default 3)")
+    p.add_argument("--epochs", type=int, default=5, help="epochs per side, each timed (default 5)")
     p.add_argument("--phase", type=int, default=0, help="which recipe phase's trainable layers (default 0: the head)")
     args = p.parse_args()
     if not benchkit.has_tensorflow():
