@@ -40,7 +40,11 @@ def section(path: Path) -> str:
     lines.append("|---|---|")
     options = t.get("backbone_options") or {}
     opts = ", ".join(f"{k}={v}" for k, v in options.items())
-    lines.append(f"| backbone | {t.get('backbone', '?')}{f' ({opts})' if opts else ''}, weights: {t.get('weights') or 'none'} |")
+    head = f"pooling: {recipe.get('pooling', 'avg')}"
+    if recipe.get("test_time_flip"):
+        head += ", answers averaged with the mirror image (test-time flip)"
+    lines.append(f"| backbone | {t.get('backbone', '?')}{f' ({opts})' if opts else ''}, weights: {t.get('weights') or 'none'}; "
+                 f"{head} |")
     lines.append(f"| input | {info.height}x{info.width} {info.color_mode}, preprocessing `{info.preprocessing.to_json()}` |")
     lines.append(f"| validation accuracy | **{_pct(m.get('val_accuracy'))}** on {m.get('val_count', '?')} images |")
     lines.append(f"| macro-F1 | {m.get('macro_f1', float('nan')):.3f} |")
