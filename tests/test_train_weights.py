@@ -101,8 +101,12 @@ def test_mobilenet_fine_tunes_from_the_shared_imagenet_file(tmp_path, monkeypatc
         np.testing.assert_array_equal(backbone.get_layer("conv1").kernel.numpy(), original("conv1", "kernel"))
         assert np.array_equal(backbone.get_layer("conv_pw_13").kernel.numpy(),
                               original("conv_pw_13", "kernel")) != tuned
-        np.testing.assert_array_equal(backbone.get_layer("conv_dw_12").kernel.numpy(),
-                                      original("conv_dw_12", "depthwise_kernel"))  # block 12: never unfrozen
+        # unfreeze=2 is blocks 12 and 13 (conv_pad/dw/pw_12, conv_dw/pw_13); block 11 stays frozen
+        assert np.array_equal(backbone.get_layer("conv_dw_12").kernel.numpy(),
+                              original("conv_dw_12", "depthwise_kernel")) != tuned
+        np.testing.assert_array_equal(backbone.get_layer("conv_dw_11").kernel.numpy(),
+                                      original("conv_dw_11", "depthwise_kernel"))
+        np.testing.assert_array_equal(backbone.get_layer("conv_pw_11").kernel.numpy(), original("conv_pw_11", "kernel"))
         for bn in ("conv1_bn", "conv_pw_13_bn"):  # BatchNorm: inference mode throughout
             np.testing.assert_array_equal(backbone.get_layer(bn).moving_mean.numpy(), original(bn, "moving_mean"))
             np.testing.assert_array_equal(backbone.get_layer(bn).moving_variance.numpy(),
