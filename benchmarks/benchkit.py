@@ -3,7 +3,7 @@
 
 Owns what every benchmark needs and nothing a single benchmark measures:
 
-- the **benchmark model**: the ``shoes`` recipe (MobileNet v1 alpha 0.25, 160x160) built with the
+- the **benchmark model**: the ``shoes`` recipe (MobileNet v1 alpha 0.25, at its input size) built with the
   training side's :func:`~tagteller.train.model.build_classifier` from the shared ImageNet weights
   (random weights when absent), its head fitted for a few epochs on the shoes training split when
   that dataset is present, saved as ``.keras`` (the seed-style side) and exported with the
@@ -347,6 +347,14 @@ class BenchModel:
                 f"weights {a['weights']}, {head}; ONNX parity with Keras: {a['parity']}")
 
 
+def recipe_input_size() -> list[int]:
+    """The input size of the recipe the benchmark model is built with (a cached model built
+    for another size is rebuilt)."""
+    from tagteller import plugins
+
+    return list(plugins.get_domain(DOMAIN).recipe.input_size)
+
+
 def model_dir(cache: Path, quick: bool) -> Path:
     return cache / ("model-quick" if quick else "model")
 
@@ -361,6 +369,9 @@ def ensure_model(args: argparse.Namespace, need_keras: bool = False) -> BenchMod
         return BenchModel(Path(args.model), Path(keras) if keras else None, None, {})
     folder = model_dir(cache_root(args.cache), args.quick)
     about_file = folder / "build.json"
+    if about_file.is_file() and json.loads(about_file.read_text()).get("input_size") != recipe_input_size():
+        print(f"the shoes recipe's input size changed: rebuilding the benchmark model in {folder}", flush=True)
+        about_file.unlink()
     if not about_file.is_file():
         if not has_tensorflow():
             raise SystemExit("error: building the benchmark model needs the [train] extra (tensorflow); "

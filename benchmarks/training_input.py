@@ -6,13 +6,14 @@ then ``tf.data`` with the recipe's augmentation) against Keras' ``ImageDataGener
 
 Both sides train the benchmark ``.keras`` model (the shoes recipe) from the same starting weights,
 in the recipe's first phase (the head, backbone frozen), with the recipe's batch size and input
-size, for ``--epochs`` epochs, each timed on its own. Epoch 1 includes, for both, the tracing of
-the training step, and for tagteller the one-time decoding of the folder; later epochs are the
-steady state. ``ImageDataGenerator`` runs twice: with horizontal flips only (the least work a
-seed could ask of it), and with the nearest equivalent of the recipe's augmentation, flips,
-rotation and zoom (it needs scipy for those; it has no contrast augmentation, so it still does
-less than the tf.data side). The ratio is taken against the second. A last column runs the
-same training step on batches already in memory with no augmentation: the ceiling no input
+size, for ``--epochs`` epochs, each timed on its own, the sides' epochs interleaved (every side's
+epoch 1, then every side's epoch 2, ...) so drift in the machine's speed hits them alike. Epoch 1
+includes, for both, the tracing of the training step, and for tagteller the one-time decoding of
+the folder; later epochs are the steady state. ``ImageDataGenerator`` runs twice: with horizontal
+flips only (the least work a seed could ask of it), and with the nearest equivalent of the recipe's
+augmentation, flips, rotation and zoom (it needs scipy for those; it has no contrast augmentation,
+so it still does less than the tf.data side). The ratio is taken against the second. A last column
+runs the same training step on batches already in memory with no augmentation: the ceiling no input
 pipeline can pass. Target (issue #7): tf.data training input >= 2x ImageDataGenerator.
 
     .venv/bin/python benchmarks/training_input.py [--data DIR] [--epochs 5] [--phase 0]
@@ -91,31 +92,27 @@ def main() -> int:
         compile_model(model, phase.learning_rate, recipe.label_smoothing)
         return model
 
-    def timed_epochs(model, data, first_extra: float = 0.0) -> list[float]:
-        times = []
-        for epoch in range(epochs):
-            start = time.perf_counter()
-            model.fit(data, epochs=1, verbose=0)
-            times.append(time.perf_counter() - start + (first_extra if epoch == 0 else 0.0))
-        return times
+    def timed_epoch(model, data) -> float:
+        start = time.perf_counter()
+        model.fit(data, epochs=1, verbose=0)
+        return time.perf_counter() - start
 
     # tagteller: decode once (threads, the engine's prepare), then tf.data for every epoch.
     dataset = FolderLayout().load(folder, domain.labels)
     index = {label: i for i, label in enumerate(dataset.labels)}
-    ours_model = fresh_model()
     start = time.perf_counter()
     decoded = decode_samples(dataset.samples, index, recipe.input_size, recipe.preprocessing)
     decode_s = time.perf_counter() - start
-    ds = training_dataset(decoded, len(dataset.labels), recipe.batch_size, recipe.augmentation, recipe.seed)
-    ours = timed_epochs(ours_model, ds, decode_s)
     ours_n = len(decoded)
-    del ours_model, ds
+    sides: dict[str, tuple] = {
+        "ours": (fresh_model(), training_dataset(decoded, len(dataset.labels), recipe.batch_size,
+                                                 recipe.augmentation, recipe.seed)),
+    }
     # The ceiling for any input pipeline: the same training step on batches already in memory,
     # without augmentation (what the model alone costs on this machine).
-    ceiling = None
     if not args.quick:
         plain = training_dataset(decoded, len(dataset.labels), recipe.batch_size, {}, recipe.seed).cache()
-        ceiling = timed_epochs(fresh_model(), plain)
+        sides["ceiling"] = (fresh_model(), plain)
 
     # The seeds: ImageDataGenerator reads and augments every photo again in every epoch.
     configs = {"flip only": {"horizontal_flip": bool(recipe.augmentation.get("flip"))}}
@@ -127,7 +124,6 @@ def main() -> int:
             "zoom_range": float(recipe.augmentation.get("zoom", 0) or 0)}
     if args.quick:  # one configuration is enough to check the script works
         configs = dict(list(configs.items())[-1:])
-    theirs: dict[str, list[float]] = {}
     theirs_n = 0
     for name, augment in configs.items():
         generator = tf.keras.preprocessing.image.ImageDataGenerator(**augment)
@@ -135,7 +131,18 @@ def main() -> int:
                                              class_mode="categorical", shuffle=True, seed=recipe.seed,
                                              classes=list(dataset.labels))
         theirs_n = flow.samples
-        theirs[name] = timed_epochs(fresh_model(), flow)
+        sides[name] = (fresh_model(), flow)
+
+    # Epochs are interleaved (epoch 1 of every side, then epoch 2, ...): this machine's speed
+    # drifts by 10-20% over minutes, and interleaving gives every side the same share of it.
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(epochs):
+        for name, (model, data) in sides.items():
+            times[name].append(timed_epoch(model, data))
+    times["ours"][0] += decode_s
+    ours = times.pop("ours")
+    ceiling = times.pop("ceiling", None)
+    theirs = times
     fair = list(configs)[-1]  # the configuration doing the recipe's work, when scipy allows it
 
     def per_s(n: int, seconds: list[float]) -> float:
