@@ -5,8 +5,9 @@
    inference see identical pixels. An image that fails (:class:`~tagteller.errors.ImageError`)
    is skipped and counted with its reason; the rest carry on. The decoded images are kept as one
    uint8 array: tagteller's datasets are small (60,000 28x28 images are 47 MB).
-2. :func:`training_dataset`: shuffle each epoch, batch, augment (training only: flip, rotation
-   and zoom composed into one warp per image, contrast, random erasing), one-hot, prefetch.
+2. :func:`training_dataset`: shuffle each epoch, batch, augment (training only: contrast, then
+   flip, rotation and zoom composed into one warp per image, then random erasing), one-hot,
+   prefetch.
    :func:`evaluation_dataset`: the same without shuffling and augmentation. Augmentation is
    applied here, in the input pipeline, and so is never part of the exported model.
 3. :func:`class_weights`: balanced weights when the classes are imbalanced.
@@ -14,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -138,22 +140,17 @@ def warp_matrices(flip, angle, scale, height, width):
     return tf.stack([a00, a01, tx, a10, a11, ty, zeros, zeros], axis=1)
 
 
-def _scale_contrast(batch, factor):
-    """Each image's distance from its per-channel mean times ``factor``, clipped to [0, 255];
+@functools.cache
+def _contrast_scaler():
+    """Each image's distance from its per-channel mean times a factor, clipped to [0, 255];
     compiled with XLA, which fuses the four elementwise passes into one (2.4x faster here)."""
     import tensorflow as tf
 
-    global _scale_contrast_compiled
-    if _scale_contrast_compiled is None:
-        def scale(images, factors):
-            mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
-            return tf.clip_by_value((images - mean) * factors + mean, 0.0, 255.0)
+    def scale(images, factors):
+        mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)
+        return tf.clip_by_value((images - mean) * factors + mean, 0.0, 255.0)
 
-        _scale_contrast_compiled = tf.function(scale, jit_compile=True, reduce_retracing=True)
-    return _scale_contrast_compiled(batch, factor)
-
-
-_scale_contrast_compiled = None
+    return tf.function(scale, jit_compile=True, reduce_retracing=True)
 
 
 def build_augmenter(augmentation: dict[str, float | bool], seed: int | None = None):
@@ -184,7 +181,7 @@ def build_augmenter(augmentation: dict[str, float | bool], seed: int | None = No
         n, height, width = shape[0], shape[1], shape[2]
         if contrast > 0:
             factor = tf.random.uniform([n, 1, 1, 1], 1.0 - contrast, 1.0 + contrast, seed=contrast_seed)
-            batch = _scale_contrast(tf.cast(batch, tf.float32), factor)
+            batch = _contrast_scaler()(tf.cast(batch, tf.float32), factor)
         # Then geometry; bilinear interpolation stays within the input's range. (A flip alone
         # mirrors the uint8 batch: a quarter of the bytes of float32 to move.)
         if warp:
