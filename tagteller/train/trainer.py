@@ -278,9 +278,8 @@ def export_model(keras_model: Any, output: Path, domain: str, labels: Sequence[s
         from tagteller.train.model import with_test_time_flip
 
         keras_model = with_test_time_flip(keras_model)
-        log(f"exporting to {output} (answers averaged over the image and its mirror image)")
-    else:
-        log(f"exporting to {output}")
+    log(f"exporting to {output}" + (" (answers averaged over the image and its mirror image)"
+                                    if recipe.test_time_flip else ""))
     proto = to_onnx(keras_model, recipe.input_size, recipe.preprocessing.channels)
     parity = parity_check(keras_model, proto, val_images)
     log(parity.describe())
