@@ -5,11 +5,11 @@ Owns what every benchmark needs and nothing a single benchmark measures:
 
 - the **benchmark model**: the ``shoes`` recipe (MobileNet v1 alpha 0.25, at the recipe's input
   size) built with the training side's :func:`~tagteller.train.model.build_classifier` from the
-  shared ImageNet weights (random weights when absent), its head fitted for a few epochs on the shoes training split when
-  that dataset is present, saved as ``.keras`` (the seed-style side) and exported with the
-  training side's ONNX export and metadata (tagteller's side), plus a static QDQ int8 copy. It is
-  built once per cache folder, in a child process (only that child imports tensorflow):
-  ``python benchmarks/benchkit.py build-model --out DIR``;
+  shared ImageNet weights (random weights when absent), its head fitted for a few epochs on the
+  shoes training split when that dataset is present, saved as ``.keras`` (the seed-style side) and
+  exported with the training side's ONNX export and metadata (tagteller's side), plus a static QDQ
+  int8 copy. It is built once per cache folder, in a child process (only that child imports
+  tensorflow): ``python benchmarks/benchkit.py build-model --out DIR``;
 - the **photo set**: real photos from the shared datasets, scaled up to phone-photo sizes (longest
   side 1600-2400 px, JPEG quality 90, light sensor-like grain) into a cache folder outside the
   repository; synthetic photos when the shared datasets are absent;
