@@ -7,6 +7,13 @@
   while decoding) and runs it through onnxruntime (which releases it too), so decoding and
   inference overlap across workers and no core waits for another stage. A file that fails to
   decode becomes a result with ``error`` set; the rest of the batch carries on.
+- A model with an open-set score (metadata ``open_set``) also scores how unlike its training
+  images each image is; over the model's threshold the result is ``unknown`` (status
+  ``"unknown"``: its ``predictions`` are kept as the model's best guesses) unless the caller
+  accepts unknowns. Models without one answer as they always did.
+- :meth:`Engine.scan_any` runs several domains' models on each image and answers with the one
+  that accepts it most confidently (:func:`rank_answers` is the rule). Models whose input size
+  and preprocessing match share one decode of the image.
 
 How this was tuned (decode workers against intra-op threads, batch size, JPEG draft size) and the
 throughput it reaches against the machine's bound are in ``benchmarks/`` and BENCHMARKS.md.
@@ -16,10 +23,11 @@ Only numpy, Pillow and onnxruntime are imported here.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +41,8 @@ from tagteller.modelfile import ModelInfo, parse_metadata
 
 #: onnxruntime intra-op threads per run (see :class:`Engine`).
 DEFAULT_INTRA_THREADS = 1
+#: The graph output holding the probabilities (when no output has this name: the first one).
+PROBABILITIES_OUTPUT = "probabilities"
 
 
 @dataclass(frozen=True)
@@ -43,7 +53,12 @@ class Prediction:
 
 @dataclass
 class ScanResult:
-    """The outcome for one input: top-k predictions, or an error with its reason."""
+    """The outcome for one input: top-k predictions, or an error with its reason.
+
+    ``status`` is ``"ok"``, ``"unknown"`` (the model's open-set score is over its threshold: the
+    image is not like anything the domain knows; ``predictions`` still hold its best guesses) or
+    ``"error"``. ``ok`` means "scanned" (no error), so an unknown is ``ok`` too: it is an answer.
+    """
 
     source: str
     predictions: list[Prediction] = field(default_factory=list)
@@ -51,14 +66,82 @@ class ScanResult:
     domain: str = ""
     model_version: str = ""
     index: int = 0  # position in the input stream
+    #: The model's open-set score (higher: less like its training images); None when the model
+    #: has no open-set output. A score that is not finite (NaN, an infinity) is always rejected.
+    ood_score: float | None = None
+    #: The score over which the model rejects an image (None: no open-set output).
+    ood_threshold: float | None = None
+    #: The answer is "unknown": rejected by the model and not accepted anyway by the caller.
+    unknown: bool = False
+    #: Scans over several domains (:meth:`Engine.scan_any`): the other domains' answers, best
+    #: first. None for a scan with one model.
+    alternatives: list[ScanResult] | None = None
 
     @property
     def ok(self) -> bool:
+        """Scanned without an error (an ``unknown`` answer included)."""
         return self.error is None
+
+    @property
+    def status(self) -> str:
+        return "error" if self.error is not None else "unknown" if self.unknown else "ok"
+
+    @property
+    def rejected(self) -> bool:
+        """The model's own verdict: its open-set score is over its threshold (or not finite),
+        whether or not the caller accepted the answer anyway."""
+        if self.ood_score is None or self.ood_threshold is None:
+            return False
+        return not math.isfinite(self.ood_score) or self.ood_score > self.ood_threshold
 
     @property
     def top(self) -> Prediction | None:
         return self.predictions[0] if self.predictions else None
+
+
+def acceptance_margin(score: float, threshold: float) -> float:
+    """How far under its threshold an open-set score is, relative to the threshold:
+    ``(threshold - score) / |threshold|``. Positive: accepted; the larger, the more confidently.
+    For a distance score (threshold > 0) it is ``1 - score / threshold``, so comparing margins
+    across models compares their score/threshold ratios. Scores that are not finite get -inf."""
+    if not math.isfinite(score):
+        return -math.inf
+    return (threshold - score) / (abs(threshold) or 1.0)
+
+
+def rank_answers(results: list[ScanResult]) -> list[ScanResult]:
+    """Several domains' results for one image, best answer first. The rule:
+
+    1. models with an open-set score that accept the image, the largest
+       :func:`acceptance_margin` (smallest score/threshold ratio) first;
+    2. then models without an open-set score (they accept everything), highest top-1
+       probability first;
+    3. then models that reject the image, the closest (largest margin) first;
+    4. then errors.
+
+    So the answer comes from a model that says it knows this kind of image, when there is one;
+    when every model rejects it, the first is the closest domain and the answer is ``unknown``.
+    Ties keep the order given.
+    """
+    def key(r: ScanResult) -> tuple[int, float]:
+        if not r.ok:
+            return (3, 0.0)
+        if r.ood_score is None or r.ood_threshold is None:
+            return (1, -(r.top.probability if r.top else 0.0))
+        margin = acceptance_margin(r.ood_score, r.ood_threshold)
+        return (2 if r.rejected else 0, -margin)
+
+    return sorted(results, key=key)
+
+
+def choose_answer(results: list[ScanResult]) -> ScanResult:
+    """The best of several domains' results for one image (:func:`rank_answers`), carrying the
+    others in ``alternatives``. An image that failed for every model is one error, for no domain."""
+    best, *others = rank_answers(results)
+    if not best.ok:
+        return ScanResult(source=best.source, error=best.error, index=best.index, alternatives=[])
+    best.alternatives = others
+    return best
 
 
 def display_name(source: Any) -> str:
@@ -101,11 +184,24 @@ class LoadedModel:
         if len(inputs) != 1 or not outputs:
             raise ModelError(f"{path}: expected one input and an output, found {len(inputs)} and {len(outputs)}")
         self.input_name = inputs[0].name
-        self.output_name = outputs[0].name
-        self._check_shapes(inputs[0].shape, outputs[0].shape)
-        self._lock = threading.Lock()
+        by_name = {o.name: o for o in outputs}
+        # Outputs are found by name: "probabilities" (else the first), and the open-set score
+        # the metadata names. Others (an embedding, say) are never run.
+        probs = by_name.get(PROBABILITIES_OUTPUT, outputs[0])
+        self.output_name = probs.name
+        self.ood_name: str | None = info.ood_output
+        ood_shape = None
+        if self.ood_name is not None:
+            if self.ood_name not in by_name:
+                raise ModelError(f"{path}: metadata 'open_set' names output {self.ood_name!r}, but the graph's "
+                                 f"outputs are {', '.join(sorted(by_name))}")
+            if self.ood_name == self.output_name:
+                raise ModelError(f"{path}: metadata 'open_set' names output {self.ood_name!r}, which holds "
+                                 "the probabilities")
+            ood_shape = by_name[self.ood_name].shape
+        self._check_shapes(inputs[0].shape, probs.shape, ood_shape)
 
-    def _check_shapes(self, in_shape: list, out_shape: list) -> None:
+    def _check_shapes(self, in_shape: list, out_shape: list, ood_shape: list | None) -> None:
         info = self.info
         if len(in_shape) != 4:
             raise ModelError(f"{self.path}: input must be NHWC (4 dimensions), graph has {in_shape}")
@@ -119,29 +215,48 @@ class LoadedModel:
             raise ModelError(
                 f"{self.path}: {len(info.labels)} labels in metadata but the model outputs {out_shape[1]} classes"
             )
+        if ood_shape is not None and not (len(ood_shape) == 1 or (len(ood_shape) == 2 and ood_shape[1] == 1)):
+            raise ModelError(f"{self.path}: open-set output {self.ood_name!r} must be one score per image "
+                             f"(batch,), graph has {ood_shape}")
         if not all(isinstance(d, int) for d in (*in_shape[1:], out_shape[1])):
             # Symbolic sizes say nothing: run one blank image now, so that a model that does not fit
             # its metadata fails here (and in `tagteller info`), not halfway through a batch.
-            self.predict(np.zeros((1, info.height, info.width, info.channels), np.float32))
+            self.predict_with_scores(np.zeros((1, info.height, info.width, info.channels), np.float32))
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities ``(N, classes)`` for a float32 batch ``(N, H, W, C)`` in [0, 255]."""
+        return self._run(batch, with_scores=False)[0]
+
+    def predict_with_scores(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities ``(N, classes)`` and open-set scores ``(N,)`` (None when the model has no
+        open-set output) for a float32 batch ``(N, H, W, C)`` in [0, 255]."""
+        return self._run(batch, with_scores=self.ood_name is not None)
+
+    def _run(self, batch: np.ndarray, with_scores: bool) -> tuple[np.ndarray, np.ndarray | None]:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
+        names = [self.output_name, self.ood_name] if with_scores else [self.output_name]
         try:
-            out = self.session.run([self.output_name], {self.input_name: batch})[0]
+            outs = self.session.run(names, {self.input_name: batch})
         except MemoryError:
             raise
         except Exception as exc:  # onnxruntime raises its own exception types for graphs that fail
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
             raise ModelError(f"{self.path}: the model failed on a {batch.shape} input ({first[:200]})") from None
-        out = np.asarray(out, dtype=np.float32)
+        out = np.asarray(outs[0], dtype=np.float32)
         if out.ndim != 2 or out.shape[1] != len(self.info.labels):
             raise ModelError(
                 f"{self.path}: {len(self.info.labels)} labels in metadata but the model outputs shape {out.shape}"
             )
         if self.info.output == "logits":
             out = softmax(out)
-        return out
+        scores = None
+        if with_scores:
+            scores = np.asarray(outs[1], dtype=np.float32)
+            if scores.size != len(batch) or (scores.ndim == 2 and scores.shape[1] != 1) or scores.ndim > 2:
+                raise ModelError(f"{self.path}: open-set output {self.ood_name!r} has shape {scores.shape} "
+                                 f"for a batch of {len(batch)}; expected one score per image")
+            scores = scores.reshape(len(batch))
+        return out, scores
 
     def prepare(self, source: ImageSource) -> np.ndarray:
         return prepare(source, self.info.input_size, self.info.preprocessing)
@@ -245,9 +360,17 @@ class Engine:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
 
-    def classify(self, model: LoadedModel, source: ImageSource, top_k: int = 3) -> ScanResult:
+    def classify(self, model: LoadedModel, source: ImageSource, top_k: int = 3,
+                 accept_unknown: bool = False) -> ScanResult:
         """Scan one image synchronously, in the calling thread (the server uses this)."""
-        return next(self.scan(model, [source], top_k=top_k, batch_size=1, _sync=True))
+        return next(self.scan(model, [source], top_k=top_k, batch_size=1, accept_unknown=accept_unknown,
+                              _sync=True))
+
+    def classify_any(self, models: Sequence[LoadedModel], source: ImageSource, top_k: int = 3,
+                     accept_unknown: bool = False) -> ScanResult:
+        """:meth:`scan_any` for one image, synchronously, in the calling thread (the server)."""
+        return next(self.scan_any(models, [source], top_k=top_k, batch_size=1, accept_unknown=accept_unknown,
+                                  _sync=True))
 
     def scan(
         self,
@@ -256,6 +379,7 @@ class Engine:
         top_k: int = 3,
         batch_size: int = 16,
         names: Iterable[str] | None = None,
+        accept_unknown: bool = False,
         _sync: bool = False,
     ) -> Iterator[ScanResult]:
         """Yield one :class:`ScanResult` per source, in order, as soon as each is ready.
@@ -265,38 +389,107 @@ class Engine:
         every core is busy with whichever work is ready and no worker waits on another. When the
         number of sources is known (a list), batches shrink towards the end (never below one
         image) so that the last ones finish together instead of leaving a core idle.
+
+        An image the model's open-set score rejects is ``unknown``, unless ``accept_unknown``:
+        then it is answered with the best label anyway (its score is still recorded).
         """
+        return self._scan([model], lambda results: results[0], sources, top_k, batch_size, names,
+                          accept_unknown, _sync)
+
+    def scan_any(
+        self,
+        models: Sequence[LoadedModel],
+        sources: Iterable[ImageSource],
+        top_k: int = 3,
+        batch_size: int = 16,
+        names: Iterable[str] | None = None,
+        accept_unknown: bool = False,
+        _sync: bool = False,
+    ) -> Iterator[ScanResult]:
+        """Like :meth:`scan`, with every one of ``models`` (one per domain) run on each image; each
+        result is the answer of the model that accepts the image most confidently
+        (:func:`rank_answers`), with the other models' answers in ``alternatives``. When every
+        model rejects the image the result is the closest model's, ``unknown`` (its best label
+        with ``accept_unknown``). An image is an error only when it fails for every model.
+
+        Models whose input size and preprocessing match share one decode of each image; the
+        others decode it again, as they need.
+        """
+        if not models:
+            raise ValueError("scan_any needs at least one model")
+        return self._scan(list(models), choose_answer, sources, top_k, batch_size, names, accept_unknown, _sync)
+
+    def _scan(
+        self,
+        models: list[LoadedModel],
+        combine: Callable[[list[ScanResult]], ScanResult],
+        sources: Iterable[ImageSource],
+        top_k: int,
+        batch_size: int,
+        names: Iterable[str] | None,
+        accept_unknown: bool,
+        _sync: bool,
+    ) -> Iterator[ScanResult]:
+        """The pipeline behind :meth:`scan` and :meth:`scan_any`: each image gets one result per
+        model, and ``combine`` turns them into the one that is yielded."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        info = model.info
-        labels = info.labels
         name_iter = iter(names) if names is not None else None
         workers = self.decode_workers
         remaining = len(sources) if isinstance(sources, Sized) else None
+        # Models that take the same input share one decode: {(size, preprocessing): [model index]}.
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for m, model in enumerate(models):
+            groups.setdefault((model.info.input_size, model.info.preprocessing), []).append(m)
 
-        def result(index: int, name: str, **kw: Any) -> ScanResult:
+        def result(model: LoadedModel, index: int, name: str, **kw: Any) -> ScanResult:
+            info = model.info
             return ScanResult(source=name, domain=info.domain, model_version=info.model_version, index=index, **kw)
 
+        def answer(model: LoadedModel, index: int, name: str, probs: np.ndarray, score: Any) -> ScanResult:
+            found = result(model, index, name, predictions=top_predictions(probs, model.info.labels, top_k))
+            if score is not None:
+                found.ood_score = float(score)
+                found.ood_threshold = model.info.ood_threshold
+                found.unknown = found.rejected and not accept_unknown
+            return found
+
+        def decode(model: LoadedModel, src: ImageSource) -> np.ndarray | str:
+            """The model's input array for ``src``, or the reason it cannot be decoded."""
+            try:
+                return model.prepare(src)
+            except ImageError as exc:
+                return str(exc)
+            except MemoryError:
+                return "out of memory while decoding"
+            except Exception as exc:  # noqa: BLE001 - an unexpected decoder failure is one file's error
+                return f"cannot decode image: {exc.__class__.__name__}: {exc}"
+
         def run_batch(first: int, batch: list[tuple[str, ImageSource]]) -> list[ScanResult]:
-            """Decode ``batch`` (a bad file becomes that file's error), then classify the rest."""
-            done: list[ScanResult | None] = [None] * len(batch)
-            arrays: list[np.ndarray] = []
-            decoded: list[int] = []
-            for j, (name, src) in enumerate(batch):
-                try:
-                    arrays.append(model.prepare(src))
-                    decoded.append(j)
-                except ImageError as exc:
-                    done[j] = result(first + j, name, error=str(exc))
-                except MemoryError:
-                    done[j] = result(first + j, name, error="out of memory while decoding")
-                except Exception as exc:  # noqa: BLE001 - an unexpected decoder failure is one file's error
-                    done[j] = result(first + j, name, error=f"cannot decode image: {exc.__class__.__name__}: {exc}")
-            if arrays:
-                probs = model.predict(np.stack(arrays) if len(arrays) > 1 else arrays[0][None])
-                for j, p in zip(decoded, probs):
-                    done[j] = result(first + j, batch[j][0], predictions=top_predictions(p, labels, top_k))
-            return done  # type: ignore[return-value] - every slot is filled above
+            """Decode ``batch`` once per input kind (a bad file becomes that file's error), then
+            classify the rest with each model that takes that kind."""
+            done: list[list[ScanResult | None]] = [[None] * len(models) for _ in batch]
+            for members in groups.values():
+                lead = models[members[0]]
+                arrays: list[np.ndarray] = []
+                decoded: list[int] = []
+                for j, (name, src) in enumerate(batch):
+                    array = decode(lead, src)
+                    if isinstance(array, str):
+                        for m in members:
+                            done[j][m] = result(models[m], first + j, name, error=array)
+                    else:
+                        arrays.append(array)
+                        decoded.append(j)
+                if not arrays:
+                    continue
+                stacked = np.stack(arrays) if len(arrays) > 1 else arrays[0][None]
+                for m in members:
+                    probs, scores = models[m].predict_with_scores(stacked)
+                    for row, j in enumerate(decoded):
+                        done[j][m] = answer(models[m], first + j, batch[j][0], probs[row],
+                                            None if scores is None else scores[row])
+            return [combine(per_model) for per_model in done]  # type: ignore[arg-type] - all filled
 
         def next_size(submitted: int) -> int:
             if remaining is None:

@@ -14,17 +14,32 @@ key                    value
                        "dtype": "float32", "range": [0, 255]}``
 ``preprocessing``      JSON :class:`~tagteller.preprocessing.Preprocessing`
 ``output``             ``"probabilities"`` (softmax inside the graph) or ``"logits"``
+``open_set``           optional JSON ``{"output": NAME, "threshold": NUMBER, "score": TEXT,
+                       "val_false_rejection": NUMBER, ...}``: the graph output NAME (shape
+                       ``(N,)``) is an open-set score, higher meaning less like the training
+                       images; an image whose score is over ``threshold`` is ``unknown``.
+                       ``output`` and ``threshold`` are required, the rest is descriptive and
+                       extra keys are kept
+``calibration``        optional JSON ``{"temperature": NUMBER, "ece_before": NUMBER,
+                       "ece_after": NUMBER, ...}``: the temperature scaling already applied
+                       inside the graph, and the expected calibration error it changed
+                       (informational; extra keys are kept)
 ``metrics``            JSON validation metrics (accuracy, macro_f1, per-class recall, ...)
 ``training``           JSON summary (recipe, history, data fingerprint, wall time)
 ``model_version``      version string of this model
 ``created``            ISO 8601 UTC creation time
 ``tagteller_version``  tagteller version that wrote it
 =====================  ==============================================================
+
+Graph outputs are looked up by name: the probabilities are the output called ``probabilities``
+(else the first output), the open-set score the output ``open_set["output"]`` names. Other
+outputs (an ``embedding``, say) are allowed and not run.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +52,8 @@ from tagteller.preprocessing import Preprocessing
 FORMAT_VERSION = "1"
 SUPPORTED_FORMATS = {"1"}
 REQUIRED_KEYS = ("tagteller_format", "domain", "labels", "input", "preprocessing")
+#: Keys :meth:`ModelInfo.to_metadata` writes only when the model has them.
+OPTIONAL_KEYS = ("open_set", "calibration")
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,10 @@ class ModelInfo:
     created: str = ""
     tagteller_version: str = ""
     format_version: str = FORMAT_VERSION
+    #: ``{"output", "threshold", "score", "val_false_rejection", ...}`` or None (no open-set score).
+    open_set: dict[str, Any] | None = None
+    #: ``{"temperature", "ece_before", "ece_after", ...}`` or None (not calibrated at export).
+    calibration: dict[str, Any] | None = None
 
     @property
     def channels(self) -> int:
@@ -65,10 +86,23 @@ class ModelInfo:
     def input_size(self) -> tuple[int, int]:
         return (self.height, self.width)
 
+    @property
+    def ood_output(self) -> str | None:
+        """The name of the graph output that holds the open-set score (None: the model has none)."""
+        return self.open_set["output"] if self.open_set else None
+
+    @property
+    def ood_threshold(self) -> float | None:
+        """Scores over this are ``unknown`` (None: the model has no open-set score)."""
+        return float(self.open_set["threshold"]) if self.open_set else None
+
     def to_metadata(self) -> dict[str, str]:
         """The ``metadata_props`` key/value strings for this info."""
         from tagteller import __version__
 
+        optional = {key: json.dumps(value, sort_keys=True)
+                    for key, value in zip(OPTIONAL_KEYS, (self.open_set, self.calibration))
+                    if value is not None}
         return {
             "tagteller_format": self.format_version,
             "domain": self.domain,
@@ -86,6 +120,7 @@ class ModelInfo:
             ),
             "preprocessing": self.preprocessing.to_json(),
             "output": self.output,
+            **optional,
             "metrics": json.dumps(self.metrics, sort_keys=True),
             "training": json.dumps(self.training, sort_keys=True),
             "model_version": self.model_version,
@@ -105,7 +140,7 @@ class ModelInfo:
         return out
 
 
-_JSON_KEYS = {"labels", "input", "preprocessing", "metrics", "training"}
+_JSON_KEYS = {"labels", "input", "preprocessing", "metrics", "training", "open_set", "calibration"}
 
 
 def _json(meta: dict[str, str], key: str, where: str, default: Any = None) -> Any:
@@ -144,6 +179,45 @@ def _parse_preprocessing(data: Any, where: str) -> Preprocessing:
         return Preprocessing.from_dict(data)
     except ModelError as exc:
         raise ModelError(f"{where}: {exc}") from None
+
+
+def _is_number(value: Any) -> bool:
+    """A finite JSON number (not a boolean, not NaN or an infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _parse_open_set(meta: dict[str, str], where: str) -> dict[str, Any] | None:
+    """The ``open_set`` object, checked: a named output and a finite threshold."""
+    if "open_set" not in meta:
+        return None
+    data = _json(meta, "open_set", where)
+    if not isinstance(data, dict):
+        raise ModelError(f"{where}: metadata 'open_set' must be a JSON object")
+    output = data.get("output")
+    if not isinstance(output, str) or not output:
+        raise ModelError(f"{where}: metadata 'open_set' output must name a graph output (a non-empty string)")
+    if not _is_number(data.get("threshold")):
+        raise ModelError(f"{where}: metadata 'open_set' threshold must be a finite number")
+    if "score" in data and not isinstance(data["score"], str):
+        raise ModelError(f"{where}: metadata 'open_set' score must be a string describing the score")
+    if "val_false_rejection" in data and not _is_number(data["val_false_rejection"]):
+        raise ModelError(f"{where}: metadata 'open_set' val_false_rejection must be a finite number")
+    return data
+
+
+def _parse_calibration(meta: dict[str, str], where: str) -> dict[str, Any] | None:
+    """The ``calibration`` object, checked: a positive temperature and numeric errors."""
+    if "calibration" not in meta:
+        return None
+    data = _json(meta, "calibration", where)
+    if not isinstance(data, dict):
+        raise ModelError(f"{where}: metadata 'calibration' must be a JSON object")
+    if "temperature" in data and not (_is_number(data["temperature"]) and data["temperature"] > 0):
+        raise ModelError(f"{where}: metadata 'calibration' temperature must be a number more than 0")
+    for key in ("ece_before", "ece_after"):
+        if key in data and not _is_number(data[key]):
+            raise ModelError(f"{where}: metadata 'calibration' {key} must be a finite number")
+    return data
 
 
 def parse_metadata(meta: dict[str, str], where: str = "model") -> ModelInfo:
@@ -195,6 +269,8 @@ def parse_metadata(meta: dict[str, str], where: str = "model") -> ModelInfo:
     training = _json(meta, "training", where, default={})
     if not isinstance(metrics, dict) or not isinstance(training, dict):
         raise ModelError(f"{where}: metadata 'metrics' and 'training' must be JSON objects")
+    open_set = _parse_open_set(meta, where)
+    calibration = _parse_calibration(meta, where)
     return ModelInfo(
         domain=domain,
         labels=labels,
@@ -205,6 +281,8 @@ def parse_metadata(meta: dict[str, str], where: str = "model") -> ModelInfo:
         output=output,
         metrics=metrics,
         training=training,
+        open_set=open_set,
+        calibration=calibration,
         model_version=str(meta.get("model_version", "0")),
         created=str(meta.get("created", "")),
         tagteller_version=str(meta.get("tagteller_version", "")),
@@ -213,9 +291,11 @@ def parse_metadata(meta: dict[str, str], where: str = "model") -> ModelInfo:
 
 
 def embed_metadata(model: Any, info: ModelInfo) -> Any:
-    """Write ``info`` into an ``onnx.ModelProto``'s ``metadata_props`` (replacing earlier keys)."""
+    """Write ``info`` into an ``onnx.ModelProto``'s ``metadata_props`` (replacing earlier keys;
+    an optional key ``info`` lacks, such as ``open_set``, is removed rather than left stale)."""
     meta = info.to_metadata()
-    keep = [p for p in model.metadata_props if p.key not in meta]
+    owned = set(meta) | set(OPTIONAL_KEYS)
+    keep = [p for p in model.metadata_props if p.key not in owned]
     del model.metadata_props[:]
     for p in keep:
         model.metadata_props.add(key=p.key, value=p.value)

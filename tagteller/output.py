@@ -3,12 +3,20 @@
 Every format carries failures too: a record with ``status: "error"`` and the reason, so a
 script reading the output sees exactly which files failed and why. Results are written as soon
 as they are ready (the JSON array is streamed element by element).
+
+A record's ``status`` is ``ok``, ``unknown`` (the model's open-set score is over its threshold:
+``label``, ``confidence`` and ``sure`` are null, ``top`` keeps the model's best guesses) or
+``error``. ``ood_score`` and ``ood_threshold`` say how far the image is from the domain (null for
+models without an open-set score). Scans over every domain add ``alternatives``: the other
+domains' answers, best first.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
+from collections.abc import Callable
 from typing import IO, Any
 
 from tagteller.engine import ScanResult
@@ -16,23 +24,51 @@ from tagteller.engine import ScanResult
 FORMATS = ("table", "json", "jsonl", "csv")
 
 
-def result_record(result: ScanResult, low_confidence: float = 0.0, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The plain-data form of one result, shared by every format and the HTTP API."""
-    top = result.top
+#: What an ``unknown`` answer says (tables, the scanner page), for one domain or for all of them.
+UNKNOWN_TEXT = "unknown: not like anything this domain knows"
+UNKNOWN_ANY_TEXT = "unknown: not like anything any domain knows"
+
+
+def _score(value: float | None) -> float | None:
+    """A score for JSON: rounded; None when absent or not finite (JSON has no NaN)."""
+    return round(value, 6) if value is not None and math.isfinite(value) else None
+
+
+def result_record(result: ScanResult, low_confidence: float | Callable[[str], float] = 0.0,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The plain-data form of one result, shared by every format and the HTTP API.
+
+    ``low_confidence`` is the domain's threshold for ``sure``, or a function of the domain name
+    (scans over every domain). ``sure`` is false below it, and for an answer accepted although
+    the model rejected the image (``--accept-unknown``).
+    """
+    threshold_for = low_confidence if callable(low_confidence) else (lambda _domain: low_confidence)
+    top = result.top if result.status == "ok" else None
     record: dict[str, Any] = {
         "file": result.source,
-        "status": "ok" if result.ok else "error",
+        "status": result.status,
         "label": top.label if top else None,
         "confidence": round(top.probability, 6) if top else None,
-        "sure": (top.probability >= low_confidence) if top else None,
+        "sure": (top.probability >= threshold_for(result.domain) and not result.rejected) if top else None,
         "top": [{"label": p.label, "probability": round(p.probability, 6)} for p in result.predictions],
         "error": result.error,
         "domain": result.domain,
         "model_version": result.model_version,
+        "ood_score": _score(result.ood_score),
+        "ood_threshold": _score(result.ood_threshold),
     }
+    if result.alternatives is not None:
+        record["alternatives"] = [_alternative(r, threshold_for) for r in result.alternatives]
     if extra:
         record.update(extra)
     return record
+
+
+def _alternative(result: ScanResult, threshold_for: Callable[[str], float]) -> dict[str, Any]:
+    """One other domain's answer, for a record's ``alternatives``."""
+    full = result_record(result, threshold_for)
+    return {key: full[key] for key in ("domain", "status", "label", "confidence", "ood_score", "ood_threshold",
+                                       "error")}
 
 
 def describe_confidence(record: dict[str, Any]) -> str:
@@ -41,6 +77,15 @@ def describe_confidence(record: dict[str, Any]) -> str:
         return ""
     pct = f"{record['confidence'] * 100:.0f}%"
     return pct if record["sure"] else f"not sure: {pct}"
+
+
+def describe_unknown(record: dict[str, Any]) -> str:
+    """The sentence for an ``unknown`` record: for its domain, or for all of them."""
+    return UNKNOWN_ANY_TEXT if "alternatives" in record else UNKNOWN_TEXT
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
 
 
 class Writer:
@@ -80,7 +125,11 @@ class JsonWriter(Writer):
 
 
 class CsvWriter(Writer):
-    COLUMNS = ("file", "status", "label", "confidence", "sure", "top", "error", "domain", "model_version")
+    """One row per record; ``top`` as ``label:probability;...``, ``alternatives`` (an extra column
+    of scans over every domain) as ``domain:status[:label:confidence];...``."""
+
+    COLUMNS = ("file", "status", "label", "confidence", "sure", "top", "error", "domain", "model_version",
+               "ood_score", "ood_threshold")
 
     def __init__(self, stream: IO[str], extra_columns: tuple[str, ...] = ()) -> None:
         super().__init__(stream)
@@ -95,29 +144,47 @@ class CsvWriter(Writer):
         row["label"] = record["label"] or ""
         row["confidence"] = "" if record["confidence"] is None else f"{record['confidence']:.4f}"
         row["sure"] = "" if record["sure"] is None else str(record["sure"]).lower()
+        row["ood_score"] = "" if record["ood_score"] is None else f"{record['ood_score']:.6f}"
+        row["ood_threshold"] = "" if record["ood_threshold"] is None else f"{record['ood_threshold']:.6f}"
+        if "alternatives" in record:
+            row["alternatives"] = ";".join(
+                f"{a['domain']}:{a['status']}" + (f":{a['label']}:{a['confidence']:.4f}" if a["label"] else "")
+                for a in record["alternatives"])
         self.writer.writerow(row)
         self.stream.flush()
 
 
 class TableWriter(Writer):
-    """Aligned rows printed as results arrive (a header first)."""
+    """Aligned rows printed as results arrive (a header first); with ``domain_column``, a DOMAIN
+    column after the file (scans over every domain)."""
 
-    def __init__(self, stream: IO[str], width: int = 48, extra_columns: tuple[str, ...] = ()) -> None:
+    DOMAIN_WIDTH = 16
+
+    def __init__(self, stream: IO[str], width: int = 48, extra_columns: tuple[str, ...] = (),
+                 domain_column: bool = False) -> None:
         super().__init__(stream)
         self.width = width
         self.extra_columns = extra_columns
+        self.domain_column = domain_column
         self.header_done = False
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.header_done:
             extra = "".join(f"  {c}" for c in self.extra_columns)
-            self.stream.write(f"{'FILE':<{self.width}}  {'RESULT':<24}  {'CONFIDENCE':<14}  OTHERS{extra}\n")
+            domain = f"{'DOMAIN':<{self.DOMAIN_WIDTH}}  " if self.domain_column else ""
+            self.stream.write(f"{'FILE':<{self.width}}  {domain}{'RESULT':<24}  {'CONFIDENCE':<14}  OTHERS{extra}\n")
             self.header_done = True
         name = record["file"]
         if len(name) > self.width:
             name = "…" + name[-(self.width - 1):]
+        if self.domain_column:
+            name = f"{name:<{self.width}}  {record['domain'] or '-':<{self.DOMAIN_WIDTH}}"
         if record["status"] == "error":
             line = f"{name:<{self.width}}  {'ERROR':<24}  {record['error']}"
+        elif record["status"] == "unknown":
+            guesses = ", ".join(f"{p['label']} {p['probability'] * 100:.0f}%" for p in record["top"])
+            line = (f"{name:<{self.width}}  {describe_unknown(record)}  (score {_number(record['ood_score'])} "
+                    f"over {_number(record['ood_threshold'])}; best guesses: {guesses})")
         else:
             others = ", ".join(f"{p['label']} {p['probability'] * 100:.0f}%" for p in record["top"][1:])
             line = f"{name:<{self.width}}  {record['label']:<24}  {describe_confidence(record):<14}  {others}"
@@ -128,13 +195,15 @@ class TableWriter(Writer):
         self.stream.flush()
 
 
-def make_writer(fmt: str, stream: IO[str], extra_columns: tuple[str, ...] = ()) -> Writer:
+def make_writer(fmt: str, stream: IO[str], extra_columns: tuple[str, ...] = (), any_domain: bool = False) -> Writer:
+    """The writer for ``fmt``; ``any_domain``: records of a scan over every domain (a DOMAIN
+    column in tables, an ``alternatives`` column in CSV)."""
     if fmt == "json":
         return JsonWriter(stream)
     if fmt == "jsonl":
         return JsonlWriter(stream)
     if fmt == "csv":
-        return CsvWriter(stream, extra_columns)
+        return CsvWriter(stream, extra_columns + (("alternatives",) if any_domain else ()))
     if fmt == "table":
-        return TableWriter(stream, extra_columns=extra_columns)
+        return TableWriter(stream, extra_columns=extra_columns, domain_column=any_domain)
     raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")

@@ -124,3 +124,72 @@ def register_thrift_domains(folder: Path) -> Path:
     model = colour_model(folder / "colours.onnx", domain="thrift-colours")
     plugins.register_plugin(thrift_domains(model), name="thrift-test-domains")
     return model
+
+
+def open_set_graph(labels, size=(32, 32), channels=3, prototype=(255.0, 0.0, 0.0), weights=None,
+                   score_scale=1.0, embedding=True) -> onnx.ModelProto:
+    """The exported-model contract in miniature. NHWC float input -> mean over H, W (the pooled
+    colour) -> ``probabilities`` = softmax(pooled @ W); ``ood_score`` = the distance of the pooled
+    colour from ``prototype`` (times ``score_scale``: NaN makes a broken score); and, with
+    ``embedding``, an ``embedding`` output: the L2-normalised pooled colour."""
+    h, w = size
+    k = len(labels)
+    if weights is None:
+        weights = np.zeros((channels, k), np.float32)
+        for i in range(min(channels, k)):
+            weights[i, i] = 0.1
+    weights = np.asarray(weights, np.float32)
+    nodes = [
+        helper.make_node("ReduceMean", ["image", "axes"], ["pooled"], keepdims=0),
+        helper.make_node("MatMul", ["pooled", "W"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+        helper.make_node("Sub", ["pooled", "prototype"], ["diff"]),
+        helper.make_node("Mul", ["diff", "diff"], ["squared"]),
+        helper.make_node("ReduceSum", ["squared", "channel_axis"], ["sum_squared"], keepdims=0),
+        helper.make_node("Sqrt", ["sum_squared"], ["distance"]),
+        helper.make_node("Mul", ["distance", "score_scale"], ["ood_score"]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", k]),
+        helper.make_tensor_value_info("ood_score", TensorProto.FLOAT, ["N"]),
+    ]
+    initializers = [
+        helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2]),
+        helper.make_tensor("channel_axis", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("W", TensorProto.FLOAT, list(weights.shape), weights.ravel().tolist()),
+        helper.make_tensor("prototype", TensorProto.FLOAT, [channels], [float(v) for v in prototype][:channels]),
+        helper.make_tensor("score_scale", TensorProto.FLOAT, [], [float(score_scale)]),
+    ]
+    if embedding:
+        nodes.append(helper.make_node("LpNormalization", ["pooled"], ["embedding"], axis=1, p=2))
+        outputs.append(helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", "D"]))
+    graph = helper.make_graph(
+        nodes, "open-set-colour",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", h, w, channels])],
+        outputs, initializer=initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    return model
+
+
+def open_set_model(path: Path, domain="fruit", labels=("apple", "lime", "blueberry"), threshold=120.0,
+                   prototype=(255.0, 0.0, 0.0), size=(32, 32), model_version="1", open_set=None,
+                   calibration=None, **graph) -> Path:
+    """Write a tagteller model with an open-set score (see :func:`open_set_graph`): the image is
+    ``unknown`` when its mean colour is more than ``threshold`` (in 0..255 units) from
+    ``prototype``. ``open_set`` replaces the metadata's ``open_set`` object."""
+    model = open_set_graph(labels, size, prototype=prototype, **graph)
+    info = ModelInfo(
+        domain=domain, labels=tuple(labels), height=size[0], width=size[1], color_mode="RGB",
+        preprocessing=Preprocessing(), metrics={"val_accuracy": 1.0}, model_version=model_version,
+        open_set=open_set if open_set is not None else {
+            "output": "ood_score", "threshold": threshold, "score": "rgb-distance",
+            "val_false_rejection": 0.0, "prototype": list(prototype)},
+        calibration=calibration if calibration is not None else {
+            "temperature": 1.5, "ece_before": 0.08, "ece_after": 0.02},
+    )
+    embed_metadata(model, info)
+    save_model(model, path)
+    return path

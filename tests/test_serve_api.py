@@ -680,7 +680,7 @@ class RecordingEngine(Engine):
         self.peak = 0
         self.on_event_loop: list[bool] = []
 
-    def classify(self, model, source, top_k=3):
+    def classify(self, model, source, top_k=3, **options):
         try:
             asyncio.get_running_loop()
             self.on_event_loop.append(True)
@@ -691,7 +691,7 @@ class RecordingEngine(Engine):
             self.peak = max(self.peak, self.active)
         try:
             time.sleep(0.15)
-            return super().classify(model, source, top_k)
+            return super().classify(model, source, top_k, **options)
         finally:
             with self.lock:
                 self.active -= 1

@@ -1,4 +1,5 @@
-"""Helpers shared by the CLI commands: resolving a domain and its model, consoles."""
+"""Helpers shared by the CLI commands: resolving a domain and its model (or every domain's),
+consoles."""
 
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ class _LazyConsole:
 
 stderr = _LazyConsole()
 
+#: ``sure`` threshold for a model scanned without its domain (``--model`` alone): the domains' default.
+DEFAULT_LOW_CONFIDENCE = 0.5
+
 
 def resolve_domain_and_model(domain: str | None, model: Path | None):
     """Return ``(domain_or_None, model_path)`` for ``--domain``/``--model``; raise with a clear
@@ -46,3 +50,29 @@ def resolve_domain_and_model(domain: str | None, model: Path | None):
             f"`tagteller train --domain {dom.name} DATA_DIR`, or pass --model FILE.onnx"
         )
     return dom, path
+
+
+def usable_domain_models(engine: Any) -> list[tuple[Any, Any]]:
+    """``(domain, loaded model)`` for every registered domain with a usable model (installed or
+    shipped: ``domain.resolve_model()``), for scans without ``--domain``. Domains without a model
+    are left out quietly; one whose model cannot be opened, or was trained for another domain,
+    is named in a warning and left out. None at all is an error."""
+    usable = []
+    for dom in plugins.domains().values():
+        path = dom.resolve_model()
+        if path is None:
+            continue
+        try:
+            loaded = engine.load(path)
+        except ModelError as exc:
+            stderr.print(f"warning: domain {dom.name!r} skipped: {exc}", markup=False)
+            continue
+        if loaded.info.domain != dom.name:
+            stderr.print(f"warning: domain {dom.name!r} skipped: its model {path} is for domain "
+                         f"{loaded.info.domain!r}", markup=False)
+            continue
+        usable.append((dom, loaded))
+    if not usable:
+        raise ModelError("no domain has a model to scan with: train one with `tagteller train --domain NAME "
+                         "DATA_DIR`, or pass --domain NAME or --model FILE.onnx")
+    return usable

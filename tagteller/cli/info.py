@@ -12,7 +12,8 @@ def info(
     model: Path = typer.Argument(..., help="A tagteller .onnx model file."),
     as_json: bool = typer.Option(False, "--json", help="Print the metadata as JSON."),
 ) -> None:
-    """Show a model's domain, labels, input, preprocessing, metrics and provenance."""
+    """Show a model's domain, labels, input, preprocessing, open-set score, calibration, metrics and
+    provenance."""
     from rich.console import Console
     from rich.table import Table
 
@@ -33,11 +34,38 @@ def info(
         value = data.get(key)
         text = ", ".join(value) if key == "labels" else (json.dumps(value) if isinstance(value, (dict, list)) else str(value))
         table.add_row(key, text)
+    if loaded.info.open_set is not None:
+        table.add_row("open_set", describe_open_set(loaded.info.open_set))
+    if loaded.info.calibration is not None:
+        table.add_row("calibration", describe_calibration(loaded.info.calibration))
     training = data.get("training") or {}
     for key in ("backbone", "data_fingerprint", "wall_time_s", "epochs"):
         if key in training:
             table.add_row(f"training.{key}", str(training[key]))
     Console(soft_wrap=True).print(table)
+
+
+def describe_open_set(open_set: dict) -> str:
+    """``open-set score 'ood_score' (knn-cosine): unknown above 0.42; 5.0% of validation images rejected``."""
+    text = f"open-set score {open_set['output']!r}"
+    if open_set.get("score"):
+        text += f" ({open_set['score']})"
+    text += f": unknown above {open_set['threshold']:.4g}"
+    if "val_false_rejection" in open_set:
+        text += f"; {open_set['val_false_rejection'] * 100:.1f}% of validation images rejected"
+    return text
+
+
+def describe_calibration(calibration: dict) -> str:
+    """``temperature 1.5, ECE 0.08 -> 0.02`` (the parts the model has)."""
+    parts = []
+    if "temperature" in calibration:
+        parts.append(f"temperature {calibration['temperature']:.4g}")
+    if "ece_before" in calibration or "ece_after" in calibration:
+        before, after = calibration.get("ece_before"), calibration.get("ece_after")
+        shown = [f"{v:.4g}" if v is not None else "?" for v in (before, after)]
+        parts.append(f"ECE {shown[0]} -> {shown[1]}")
+    return ", ".join(parts) or json.dumps(calibration)
 
 
 def register(app: typer.Typer) -> None:

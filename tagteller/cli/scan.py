@@ -1,5 +1,7 @@
-"""``tagteller scan``: classify files, folders and globs with a domain's model; optionally check
-the deal against typical prices (``--price``) and file the images as feedback (``--correct``)."""
+"""``tagteller scan``: classify files, folders and globs with a domain's model, or without
+``--domain`` with every domain that has one (:meth:`tagteller.engine.Engine.scan_any`); optionally
+check the deal against typical prices (``--price``) and file the images as feedback
+(``--correct``)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any, Optional
 
 import typer
 
-from tagteller.cli.common import resolve_domain_and_model, stderr
+from tagteller.cli.common import DEFAULT_LOW_CONFIDENCE, resolve_domain_and_model, stderr, usable_domain_models
 from tagteller.engine import ScanResult, default_engine, display_name
 from tagteller.output import FORMATS, make_writer, result_record
 from tagteller.sources import InputProblem, expand
@@ -19,34 +21,39 @@ PROGRESS_MIN_FILES = 8
 
 
 class DealColumns:
-    """The deal-check fields added to every record when ``--price`` is given."""
+    """The deal-check fields added to every record when ``--price`` is given (each record is
+    checked against its own domain's prices; unknown answers and errors are not checked)."""
 
-    def __init__(self, domain: str, paid: Any, currency: str | None) -> None:
-        from tagteller.prices import PriceBook
-
-        self.book = PriceBook(domain)
+    def __init__(self, paid: Any, currency: str | None) -> None:
+        self.books: dict[str, Any] = {}
         self.paid = paid
         self.currency = currency
-        self.unpriced: list[str] = []
+        self.unpriced: dict[str, list[str]] = {}  # domain -> labels without a typical price
 
     def for_record(self, record: dict[str, Any]) -> dict[str, Any]:
-        from tagteller.prices import DEAL_FIELDS, deal_result_fields
+        from tagteller.prices import DEAL_FIELDS, PriceBook, deal_result_fields
 
         extra: dict[str, Any] = dict.fromkeys(DEAL_FIELDS)
         extra["price_paid"] = format(self.paid, "f")
-        label = record.get("label")
+        label, domain = record.get("label"), record["domain"]
         if record["status"] != "ok" or not label:
             return extra
-        deal = self.book.deal(label, self.paid, self.currency)
-        if deal is None and label not in self.unpriced:
-            self.unpriced.append(label)
+        if domain not in self.books:
+            self.books[domain] = PriceBook(domain)
+        deal = self.books[domain].deal(label, self.paid, self.currency)
+        unpriced = self.unpriced.setdefault(domain, [])
+        if deal is None and label not in unpriced:
+            unpriced.append(label)
         extra.update(deal_result_fields(deal, label, self.currency, record.get("sure", True)))
         return extra
 
 
 def scan(
     paths: list[str] = typer.Argument(..., help="Image files, folders (scanned recursively) or glob patterns."),
-    domain: Optional[str] = typer.Option(None, "--domain", "-d", help="Domain to scan with (see `tagteller domains`)."),
+    domain: Optional[str] = typer.Option(
+        None, "--domain", "-d",
+        help="Domain to scan with (see `tagteller domains`). Without it (and without --model), every "
+             "domain that has a model is tried and the one that recognises the image answers."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Use this .onnx model instead of the domain's."),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many labels to report per image."),
     fmt: str = typer.Option("table", "--format", "-f", help=f"Output format: {', '.join(FORMATS)}."),
@@ -67,8 +74,13 @@ def scan(
              "feedback inbox under it."),
     new_label: bool = typer.Option(
         False, "--new-label", help="With --correct: the label is a new class (domains that allow it)."),
+    accept_unknown: bool = typer.Option(
+        False, "--accept-unknown",
+        help="Report the best label even for images the model says are unlike anything its domain "
+             "knows (status ok, marked not sure; the score is still recorded)."),
 ) -> None:
-    """Tell what is in each image. Exit code 0 when every file scanned, 1 when some failed."""
+    """Tell what is in each image. Exit code 0 when every file scanned (an "unknown" answer
+    included), 1 when some failed."""
     from tagteller.atomic import atomic_open
     from tagteller.cli import EXIT_FAILED, fail
 
@@ -84,12 +96,26 @@ def scan(
 
         paid = parse_amount(price, "--price")
         currency = validate_currency(currency) if currency is not None else None
-    dom, model_path = resolve_domain_and_model(domain, model)
     engine = default_engine()
-    loaded = engine.load(model_path)
-    if dom is not None and loaded.info.domain != dom.name:
-        raise fail(f"{model_path}: this model is for domain {loaded.info.domain!r}, not {dom.name!r}")
-    low_confidence = dom.low_confidence if dom is not None else 0.5
+    any_domain = domain is None and model is None
+    if any_domain:
+        if correct is not None:
+            raise fail("--correct files images into one domain's feedback inbox: give --domain NAME too")
+        usable = usable_domain_models(engine)
+        models = [loaded for _dom, loaded in usable]
+        thresholds = {dom.name: dom.low_confidence for dom, _loaded in usable}
+        results_domain, results_version = "", ""
+    else:
+        dom, model_path = resolve_domain_and_model(domain, model)
+        loaded = engine.load(model_path)
+        if dom is not None and loaded.info.domain != dom.name:
+            raise fail(f"{model_path}: this model is for domain {loaded.info.domain!r}, not {dom.name!r}")
+        thresholds = {loaded.info.domain: dom.low_confidence if dom is not None else DEFAULT_LOW_CONFIDENCE}
+        results_domain, results_version = loaded.info.domain, loaded.info.model_version
+
+    def low_confidence(name: str) -> float:
+        """The ``sure`` threshold of the domain a result is for."""
+        return thresholds.get(name, DEFAULT_LOW_CONFIDENCE)
 
     feedback_domain = None
     if correct is not None:
@@ -97,7 +123,7 @@ def scan(
 
         feedback_domain = dom or plugins.get_domain(loaded.info.domain)
         correct = feedback.check_label(feedback_domain, correct, new_label)
-    deals = DealColumns(loaded.info.domain, paid, currency) if paid is not None else None
+    deals = DealColumns(paid, currency) if paid is not None else None
 
     items = expand(paths)
     files = [p for p in items if not isinstance(p, InputProblem)]
@@ -122,13 +148,13 @@ def scan(
 
     with ExitStack() as stack:
         stream = stack.enter_context(atomic_open(output, "w", encoding="utf-8")) if output else sys.stdout
-        writer = make_writer(fmt, stream, extra_columns=extra_columns)
+        writer = make_writer(fmt, stream, extra_columns=extra_columns, any_domain=any_domain)
         for problem in problems:
             failed += 1
             report_failure(problem.source, problem.reason)
-            writer.write(record_for(ScanResult(source=problem.source, error=problem.reason,
-                                               domain=loaded.info.domain,
-                                               model_version=loaded.info.model_version)))
+            writer.write(record_for(ScanResult(source=problem.source, error=problem.reason, domain=results_domain,
+                                               model_version=results_version,
+                                               alternatives=[] if any_domain else None)))
         show = progress if progress is not None else (sys.stderr.isatty() and len(files) >= PROGRESS_MIN_FILES)
         bar = None
         if show:
@@ -137,8 +163,14 @@ def scan(
             bar = stack.enter_context(Progress(TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
                                                TimeRemainingColumn(), console=stderr.real(), transient=True))
             task = bar.add_task("scan", total=len(files))
-        for result in engine.scan(loaded, files, top_k=top_k, batch_size=batch_size,
-                                  names=[display_name(p) for p in files]):
+        names = [display_name(p) for p in files]
+        if any_domain:
+            results = engine.scan_any(models, files, top_k=top_k, batch_size=batch_size, names=names,
+                                      accept_unknown=accept_unknown)
+        else:
+            results = engine.scan(loaded, files, top_k=top_k, batch_size=batch_size, names=names,
+                                  accept_unknown=accept_unknown)
+        for result in results:
             if not result.ok:
                 failed += 1
                 report_failure(result.source, result.error or "failed")
@@ -156,9 +188,10 @@ def scan(
             if bar is not None:
                 bar.advance(task)
         writer.close()
-    if deals is not None and deals.unpriced:
-        stderr.print(f"hint: no typical price for {', '.join(deals.unpriced)}; add one with "
-                     f"`tagteller prices set --domain {loaded.info.domain} LABEL LOW HIGH`", markup=False)
+    for priced_domain, unpriced in (deals.unpriced.items() if deals is not None else ()):
+        if unpriced:
+            stderr.print(f"hint: no typical price for {', '.join(unpriced)}; add one with "
+                         f"`tagteller prices set --domain {priced_domain} LABEL LOW HIGH`", markup=False)
     if failed:
         stderr.print(f"{failed} of {len(files) + len(problems)} input(s) failed", markup=False)
         raise typer.Exit(EXIT_FAILED)

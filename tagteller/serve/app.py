@@ -6,10 +6,12 @@
 - ``GET /healthz``: liveness, without loading any model.
 - ``GET /v1/domains``: each domain's name, description, labels, model and model version, and
   what its feedback inbox accepts (``allow_new_labels``, ``feedback_labels``).
-- ``POST /v1/scan?domain=X&top_k=K[&price=P&currency=C]``: classify one image sent as multipart
-  (``file`` field) or as a raw ``image/*`` / ``application/octet-stream`` body; answers the
-  record of :func:`tagteller.output.result_record` plus ``top_k``, ``price``, the deal fields of
-  :mod:`tagteller.serve.deals` and ``timing_ms``.
+- ``POST /v1/scan?domain=X&top_k=K[&price=P&currency=C][&accept_unknown=true]``: classify one
+  image sent as multipart (``file`` field) or as a raw ``image/*`` / ``application/octet-stream``
+  body; answers the record of :func:`tagteller.output.result_record` plus ``top_k``, ``price``,
+  the deal fields of :mod:`tagteller.serve.deals` and ``timing_ms``. ``domain=any`` runs every
+  domain with a usable model and answers with the one that recognises the image. An image the
+  model does not recognise answers 200 with ``status: "unknown"``, a null label and no deal.
 - ``POST /v1/feedback?domain=X&label=Y[&new_label=true]``: file one image (sent like a scan's)
   in the domain's feedback inbox (:func:`tagteller.feedback.file_image`); answers
   ``FiledResult.as_dict()`` plus its ``message``.
@@ -17,7 +19,7 @@
 
 Bad input is never a 500: 400 (content type, undecodable image, bad parameters, refused label,
 malformed multipart), 404 (unknown domain), 413 (upload too large), 503 (domain without a usable
-model, for scans). Every error body is ``{"status": "error", "error": REASON, "code": CODE}``.
+model, or with ``any``: no domain has one, for scans). Every error body is ``{"status": "error", "error": REASON, "code": CODE}``.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from tagteller.serve.deals import (
     parse_asking_price,
 )
 from tagteller.serve.errors import ApiError, error_body
-from tagteller.serve.service import ScanService
+from tagteller.serve.service import ANY_DOMAIN, ScanService
 from tagteller.serve.uploads import FILE_FIELD, check_request, read_upload
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -166,7 +168,9 @@ def create_app(engine: Engine | None = None, max_upload_bytes: int = DEFAULT_MAX
               responses=ERROR_RESPONSES)
     async def scan(
         request: Request,
-        domain: str = Query(..., min_length=1, max_length=64, description="Domain to scan with (see /v1/domains)."),
+        domain: str = Query(..., min_length=1, max_length=64,
+                            description=f"Domain to scan with (see /v1/domains), or `{ANY_DOMAIN}`: every "
+                                        "domain with a model, answered by the one that recognises the image."),
         top_k: int = Query(3, ge=1, le=MAX_TOP_K, description="How many labels to report."),
         price: Optional[str] = Query(None, max_length=MAX_PRICE_CHARS,
                                      description="Optional asking price (more than 0, e.g. 12.50): adds the deal "
@@ -174,20 +178,31 @@ def create_app(engine: Engine | None = None, max_upload_bytes: int = DEFAULT_MAX
         currency: Optional[str] = Query(None, max_length=MAX_CURRENCY_CHARS,
                                         description="ISO 4217 code of `price` (e.g. EUR); only typical prices in "
                                                     "it are used. Default: whatever the price list uses."),
+        accept_unknown: bool = Query(False, description="Answer with the best label even when the model says "
+                                                        "the image is unlike anything its domain knows."),
     ) -> Any:
         started = time.perf_counter()
         check_query_price(price, currency)  # a bad query price fails before the upload is read
-        dom = await service.run_blocking(service.domain, domain)
-        check_request(request, max_upload_bytes)  # content type and declared size, before reading
-        model = await service.run_blocking(service.model_for, dom)
+        if domain == ANY_DOMAIN:
+            check_request(request, max_upload_bytes)  # content type and declared size, before reading
+            usable = await service.run_blocking(service.models_for_any)
+        else:
+            dom = await service.run_blocking(service.domain, domain)
+            check_request(request, max_upload_bytes)
+            usable = [(dom, await service.run_blocking(service.model_for, dom))]
+        thresholds = {d.name: d.low_confidence for d, _model in usable}
         upload = await read_upload(request, max_upload_bytes)
         asking = parse_asking_price(price, upload.fields.get(PRICE_FIELD), currency, upload.fields.get(CURRENCY_FIELD))
-        result, timing = await service.classify(model, upload.data, upload.name, top_k)
-        record = result_record(result, low_confidence=dom.low_confidence, extra={
+        if domain == ANY_DOMAIN:
+            result, timing = await service.classify_any([m for _d, m in usable], upload.data, upload.name, top_k,
+                                                        accept_unknown)
+        else:
+            result, timing = await service.classify(usable[0][1], upload.data, upload.name, top_k, accept_unknown)
+        record = result_record(result, low_confidence=lambda name: thresholds[name], extra={
             "top_k": top_k,
             "price": float(asking.paid) if asking is not None else None,
         })
-        record.update(await service.run_blocking(deal_fields, dom.name, record, asking))
+        record.update(await service.run_blocking(deal_fields, record["domain"], record, asking))
         record["timing_ms"] = {
             "decode_and_inference": timing.decode_and_inference_ms,
             "waiting": timing.waiting_ms,

@@ -6,6 +6,10 @@ through an ``anyio`` capacity limiter, so at most ``max_concurrency`` scans deco
 once while the event loop keeps answering other requests. onnxruntime sessions are safe to run
 from several threads, so every request shares the engine's one session per model.
 
+A scan with domain ``any`` (:data:`ANY_DOMAIN`) runs every domain that has a usable model
+(:meth:`ScanService.models_for_any`) and answers with the one that recognises the image
+(:meth:`tagteller.engine.Engine.classify_any`).
+
 It also files feedback images (:func:`tagteller.feedback.file_image`) under the same limiter,
 since checking an image decodes it fully, and looks up deals (:mod:`tagteller.serve.deals`).
 """
@@ -25,6 +29,10 @@ from tagteller.engine import Engine, LoadedModel, ScanResult
 from tagteller.errors import ModelError, TagtellerError, UnknownDomainError
 from tagteller.feedback import FiledResult
 from tagteller.serve.errors import ApiError
+
+
+#: The ``domain`` a scan gives to be answered by whichever domain recognises the image.
+ANY_DOMAIN = "any"
 
 
 def default_concurrency() -> int:
@@ -80,6 +88,22 @@ class ScanService:
                                 f"domain {loaded.info.domain!r}")
         return loaded
 
+    def models_for_any(self) -> list[tuple[Any, LoadedModel]]:
+        """``(domain, model)`` for every domain with a usable model (the others are left out, as
+        ``/v1/domains`` shows them); 503 when there is none."""
+        usable = []
+        for dom in plugins.domains().values():
+            if dom.model_source() == "none":
+                continue
+            try:
+                usable.append((dom, self.model_for(dom)))
+            except ApiError:
+                continue
+        if not usable:
+            raise ApiError(503, "no domain has a usable model: train one with "
+                                "`tagteller train --domain NAME DATA_DIR`")
+        return usable
+
     def describe_domains(self) -> list[dict[str, Any]]:
         """Each domain: name, description, labels, whether a usable model is there, its version."""
         rows = []
@@ -92,6 +116,7 @@ class ScanService:
                 "model": dom.model_source(),
                 "has_model": False,
                 "model_version": None,
+                "open_set": False,
                 "model_error": None,
                 "low_confidence": dom.low_confidence,
                 "allow_new_labels": dom.allow_new_labels,
@@ -104,7 +129,7 @@ class ScanService:
                     row["model_error"] = exc.reason
                 else:
                     row.update(has_model=True, model_version=loaded.info.model_version,
-                               labels=list(loaded.info.labels))
+                               labels=list(loaded.info.labels), open_set=loaded.info.ood_output is not None)
             rows.append(row)
         return rows
 
@@ -121,13 +146,26 @@ class ScanService:
         """Run a blocking helper (plugin loading, model opening) in a worker thread."""
         return await anyio.to_thread.run_sync(func, *args)
 
-    async def classify(self, model: LoadedModel, data: bytes, name: str, top_k: int) -> tuple[ScanResult, Timing]:
+    async def classify(self, model: LoadedModel, data: bytes, name: str, top_k: int,
+                       accept_unknown: bool = False) -> tuple[ScanResult, Timing]:
         """Decode and classify one image in a worker thread, at most ``max_concurrency`` at once."""
+        return await self._timed(lambda: self.engine.classify(model, data, top_k=top_k,
+                                                              accept_unknown=accept_unknown), name)
+
+    async def classify_any(self, models: list[LoadedModel], data: bytes, name: str, top_k: int,
+                           accept_unknown: bool = False) -> tuple[ScanResult, Timing]:
+        """:meth:`classify` with every one of ``models``: the answer of the domain that recognises
+        the image (one scan slot for all of them)."""
+        return await self._timed(lambda: self.engine.classify_any(models, data, top_k=top_k,
+                                                                  accept_unknown=accept_unknown), name)
+
+    async def _timed(self, scan: Any, name: str) -> tuple[ScanResult, Timing]:
+        """Run ``scan()`` in a worker thread within the scan limit, timing the wait and the work."""
         queued = time.perf_counter()
 
         def work() -> tuple[ScanResult, float, float]:
             start = time.perf_counter()
-            result = self.engine.classify(model, data, top_k=top_k)
+            result = scan()
             return result, start, time.perf_counter()
 
         result, start, end = await anyio.to_thread.run_sync(work, limiter=self._scan_limiter())

@@ -1,5 +1,6 @@
-// tagteller scanner page: choose a domain, take or choose a photo, see the top predictions, the deal
-// against the typical price, and send a correction to the domain's feedback inbox.
+// tagteller scanner page: choose a domain (or "any": the domain that recognises the photo answers),
+// take or choose a photo, see the top predictions (or that the photo is unknown), the deal against
+// the typical price, and send a correction to the domain's feedback inbox.
 // Talks to the API next to it (relative URLs, so it also works behind a path prefix); no libraries.
 "use strict";
 
@@ -9,6 +10,9 @@
   const CURRENCY_KEY = "tagteller.currency";
   // A value no label can have ('*' is not allowed in labels): the "new label" choice.
   const NEW_LABEL = "*new*";
+  // The API's domain value for "every domain with a model; the one that recognises the photo answers".
+  const ANY_DOMAIN = "any";
+  const ANY_DESCRIPTION = "Every domain with a model; the one that recognises the photo answers.";
   const $ = (id) => document.getElementById(id);
   const form = $("scan-form");
   const domainSelect = $("domain");
@@ -20,6 +24,7 @@
   const errorBox = $("error");
   const result = $("result");
   const preview = $("preview");
+  const feedbackTitle = $("feedback-title");
   const feedbackYes = $("feedback-yes");
   const feedbackLabel = $("feedback-label");
   const feedbackNewLabel = $("feedback-new-label");
@@ -30,7 +35,8 @@
   let maxUploadBytes = Infinity;
   let previewUrl = null;
   // The last successful scan: its image bytes (kept so a correction sends exactly what was
-  // scanned, without picking the file again), its name, domain and predicted label.
+  // scanned, without picking the file again), its name, domain and predicted label (null when
+  // the photo was not recognised).
   let lastScan = null;
 
   function showError(text) {
@@ -81,6 +87,10 @@
   }
 
   function describeDomain() {
+    if (domainSelect.value === ANY_DOMAIN) {
+      description.textContent = ANY_DESCRIPTION;
+      return;
+    }
     const chosen = domainInfo(domainSelect.value);
     description.textContent = chosen ? chosen.description : "";
   }
@@ -102,15 +112,18 @@
       option.disabled = !d.has_model;
       return option;
     });
-    domainSelect.replaceChildren(...options);
     const usable = domains.filter((d) => d.has_model);
+    const any = new Option("any (the domain that recognises it)", ANY_DOMAIN);
+    any.disabled = usable.length === 0;
+    domainSelect.replaceChildren(any, ...options);
     if (usable.length === 0) {
       domainSelect.prepend(new Option("(no domain has a model)", "", true, true));
       showError("No domain has a model yet: train one with `tagteller train --domain NAME DATA_DIR`.");
     } else {
       const remembered = localStorage.getItem(STORAGE_KEY);
-      const initial = usable.find((d) => d.name === remembered) || usable[0];
-      domainSelect.value = initial.name;
+      const initial = remembered === ANY_DOMAIN ? ANY_DOMAIN
+        : (usable.find((d) => d.name === remembered) || usable[0]).name;
+      domainSelect.value = initial;
     }
     describeDomain();
   }
@@ -149,7 +162,8 @@
     const deal = $("deal");
     const text = $("deal-text");
     const hint = $("deal-hint");
-    if (record.price_paid === null || record.price_paid === undefined || !record.deal) {
+    // No deal check for an unknown photo: there is no label to price.
+    if (record.status !== "ok" || record.price_paid === null || record.price_paid === undefined || !record.deal) {
       deal.hidden = true;
       return;
     }
@@ -170,6 +184,10 @@
 
   function resetFeedback(record) {
     const info = domainInfo(record.domain);
+    // An unknown photo has no label to keep: the row asks which of the domain's labels it is.
+    const unknown = record.status === "unknown";
+    feedbackTitle.textContent = unknown ? `Is it one of the ${record.domain} labels?` : "Correct?";
+    feedbackYes.hidden = unknown;
     const options = [new Option("choose…", "", true, true)];
     options[0].disabled = true;
     correctionLabels(info, record.label).forEach((label) => options.push(new Option(label, label)));
@@ -192,14 +210,20 @@
   }
 
   function render(record) {
+    const unknown = record.status === "unknown";
+    const anyDomain = Array.isArray(record.alternatives);
     const label = $("label");
-    label.textContent = record.label;
-    label.classList.toggle("unsure", !record.sure);
+    // An unknown photo is said to be unknown, never given a label (the bars keep the best guesses).
+    label.textContent = unknown ? "Unknown" : record.label;
+    label.classList.toggle("unsure", unknown || !record.sure);
     const confidence = $("confidence");
-    confidence.textContent = describeConfidence(record);
-    confidence.classList.toggle("unsure", !record.sure);
+    confidence.textContent = unknown
+      ? `Not like anything ${anyDomain ? "any domain" : "this domain"} knows`
+      : describeConfidence(record);
+    confidence.classList.toggle("unsure", unknown || !record.sure);
     renderPredictions(record);
-    const meta = [`${record.domain} model v${record.model_version}`];
+    const model = `${record.domain} model v${record.model_version}`;
+    const meta = [anyDomain ? `${unknown ? "closest" : "answered by"}: ${model}` : model];
     if (record.timing_ms) meta.push(`${Math.round(record.timing_ms.decode_and_inference)} ms`);
     $("meta").textContent = meta.join(" · ");
     renderDeal(record);
@@ -240,7 +264,7 @@
       const url = `v1/scan?domain=${encodeURIComponent(domain)}&top_k=${TOP_K}`;
       const response = await fetch(url, { method: "POST", body });
       const record = await readJson(response);
-      if (!response.ok || record.status !== "ok") {
+      if (!response.ok || (record.status !== "ok" && record.status !== "unknown")) {
         throw new Error(record.error || `the server answered ${response.status}`);
       }
       lastScan = { image, name: file.name || "photo.jpg", domain: record.domain, label: record.label };
@@ -301,7 +325,7 @@
   });
 
   feedbackYes.addEventListener("click", () => {
-    if (lastScan) sendFeedback(lastScan.label, false);
+    if (lastScan && lastScan.label) sendFeedback(lastScan.label, false);
   });
 
   feedbackLabel.addEventListener("change", () => {
