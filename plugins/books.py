@@ -5,7 +5,7 @@ from __future__ import annotations
 import tagteller
 from tagteller import Domain, FolderLayout
 from tagteller_models import shipped_model
-from tagteller_plugins.photo_recipes import MOBILENET_025, PHOTO_STOPPING
+from tagteller_plugins.photo_recipes import LITE0, PHOTO_STOPPING
 
 DOMAIN = Domain(
     name="books",
@@ -19,8 +19,7 @@ DOMAIN = Domain(
     ),
     layout=FolderLayout(),
     # Covers carry text, and mirrored text is not a cover anyone prints: no flips.
-    recipe=MOBILENET_025.with_(input_size=(128, 128),
-                               augmentation={"flip": False, "rotation": 0.02, "zoom": 0.1,
+    recipe=LITE0.with_(augmentation={"flip": False, "rotation": 0.02, "zoom": 0.1,
                                              "contrast": 0.1, "erasing": 0.0}),
     stopping=PHOTO_STOPPING,
     model_path=shipped_model("books"),

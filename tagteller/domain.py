@@ -77,6 +77,11 @@ class Recipe:
     #: for domains where a mirror image keeps its label.
     test_time_flip: bool = False
     class_weights: Literal["auto", "none"] = "auto"
+    #: 0: every epoch runs the whole network. N > 0 (pretrained backbones whose phases unfreeze
+    #: block counts, not "all"): the frozen layers below the deepest phase's blocks run once, over
+    #: N views of each training image (view 0 plain, the rest augmented), and training runs on
+    #: those cached features (:mod:`tagteller.train.prefix_cache`): many times faster on a CPU.
+    cached_views: int = 0
     val_fraction: float = 0.2
     seed: int = 1234
 
@@ -86,6 +91,10 @@ class Recipe:
         h, w = self.input_size
         if h < 8 or w < 8:
             raise ValueError("input_size must be at least 8x8")
+        if self.cached_views < 0:
+            raise ValueError("cached_views must be >= 0")
+        if self.cached_views and any(phase.unfreeze == "all" for phase in self.phases):
+            raise ValueError("cached_views needs every phase to unfreeze a block count, not 'all'")
         if not 0 < self.val_fraction < 0.9:
             raise ValueError("val_fraction must be within (0, 0.9)")
         if self.pooling not in ("avg", "max", "flatten"):

@@ -135,8 +135,34 @@ def test_checkpoint_and_onnx_agree(trained):
     session = ort.InferenceSession(str(trained.run_dir / "model.onnx"))
     onnx_probs = session.run(None, {session.get_inputs()[0].name: images})[0]
     keras_probs = predict_probabilities(model, images)
-    assert np.abs(onnx_probs - keras_probs).max() < 1e-4
+    # The exported graph divides the logits by the fitted temperature: softmax(log(p) / T).
+    temperature = Engine(intra_threads=1).load(trained.run_dir / "model.onnx").info.calibration["temperature"]
+    logits = np.log(np.clip(keras_probs.astype(np.float64), 1e-30, None)) / temperature
+    calibrated = np.exp(logits - logits.max(axis=1, keepdims=True))
+    calibrated /= calibrated.sum(axis=1, keepdims=True)
+    assert np.abs(onnx_probs - calibrated).max() < 1e-4
+    assert (onnx_probs.argmax(1) == keras_probs.argmax(1)).all()
     np.testing.assert_allclose(onnx_probs.sum(axis=1), 1.0, atol=1e-5)  # softmax is in the graph
+
+
+def test_every_trained_model_is_calibrated_and_knows_unknown(trained, tmp_path):
+    from tagteller.openset import synthetic_unknowns
+
+    loaded = Engine(intra_threads=1).load(trained.result.installed_path)
+    info = loaded.info
+    assert info.calibration["temperature"] > 0
+    assert info.calibration["ece_after_in_sample"] <= info.calibration["ece_before"] + 1e-9
+    assert info.open_set["output"] == "ood_score" and info.open_set["val_false_rejection"] <= 0.05
+    session = ort.InferenceSession(str(trained.result.installed_path))
+    assert [o.name for o in session.get_outputs()] == ["probabilities", "ood_score", "embedding"]
+    _, val = val_samples(trained.data)
+    readable = [s.path for s in val if s.key != "green/broken.jpg"]
+    results = list(Engine(intra_threads=1).scan(loaded, readable, top_k=1))
+    assert np.mean([r.status == "unknown" for r in results]) <= 0.05
+    noise, _ = synthetic_unknowns(10, 32, 32, 3, seed=99)
+    scores = session.run(["ood_score"], {"image": noise[::5]})[0]  # uniform noise: kinds 0 and 5
+    assert (scores > info.open_set["threshold"]).all()
+    assert any("open-set threshold" in line for line in trained.logs)
 
 
 def test_installed_model_describes_itself_and_scans_as_measured(trained):

@@ -49,6 +49,7 @@ def train(
     stop_param: list[str] = typer.Option([], "--stop-param", help="key=value for the stopping policy (repeatable)."),
     no_feedback: bool = typer.Option(False, "--no-feedback", help="Leave out the images filed with `tagteller feedback`."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Threads decoding images."),
+    unknown_data: list[str] = typer.Option([], "--unknown-data", help="Photos that are NOT of this domain, for its open-set score: DIR, or DOMAIN=DIR to use that domain's training side only (repeatable)."),
 ) -> None:
     """Fine-tune the domain's model on DATA, export it to ONNX and install it if it is better.
 
@@ -65,7 +66,7 @@ def train(
         data=data, epochs=epochs, time_budget_s=time_budget, fresh=fresh, force=force, weights=weights,
         install_to=install_to, quantize=quantize, seed=seed, batch_size=batch_size, stopping=stopping,
         stop_params=dict(parse_param(p) for p in stop_param), use_feedback=not no_feedback, workers=workers,
-        command_line=shlex.join(["tagteller", *sys.argv[1:]]),
+        unknown_data=list(unknown_data), command_line=shlex.join(["tagteller", *sys.argv[1:]]),
     )
     result = train_domain(dom, options, choose_prompter(yes), _log)
     figures = result.metrics
@@ -84,7 +85,8 @@ def export(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="ONNX file to write.",
                                           show_default="model.onnx beside the checkpoint"),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="'int8': also write a static int8 model (needs --data)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="The training data: parity on its validation images, metrics, int8 calibration."),
+    data: Optional[Path] = typer.Option(None, "--data", help="The training data: parity on its validation images, metrics, calibration, open-set score, int8 calibration."),
+    unknown_data: list[str] = typer.Option([], "--unknown-data", help="Photos that are NOT of this domain, for its open-set score: DIR, or DOMAIN=DIR to use that domain's training side only (repeatable)."),
 ) -> None:
     """Export a saved Keras checkpoint to a self-describing ONNX model (parity-checked).
 
@@ -96,7 +98,7 @@ def export(
     from tagteller.train.trainer import export_checkpoint
 
     dom = plugins.get_domain(domain)
-    exported = export_checkpoint(dom, checkpoint, output, quantize, data, _log)
+    exported = export_checkpoint(dom, checkpoint, output, quantize, data, _log, list(unknown_data))
     _log(f"wrote {exported.model_path}" + (f" and {exported.candidate}" if exported.candidate != exported.model_path else ""))
     if not exported.parity.passed:
         _log(f"error: {exported.model_path}: {exported.parity.describe()}")

@@ -145,8 +145,12 @@ class TrainingLoop:
 
     def __init__(self, model: Any, recipe: Recipe, policy: StoppingPolicy, history: RunHistory,
                  train_ds: Any, val_ds: Any, checkpoint: Path, settings: LoopSettings,
-                 prompter: Prompter, log: Callable[[str], None], scalars: ScalarLog | None = None) -> None:
+                 prompter: Prompter, log: Callable[[str], None], scalars: ScalarLog | None = None,
+                 saved_model: Any = None) -> None:
         self.model = model
+        #: What ``best.keras`` holds: ``model`` itself, or (cached-prefix training) the whole
+        #: classifier whose top ``model`` shares.
+        self.saved_model = model if saved_model is None else saved_model
         self.recipe = recipe
         self.policy = policy
         self.history = history
@@ -245,7 +249,7 @@ class TrainingLoop:
         is_best = self.best_key is None or key > self.best_key
         if is_best:
             self.best_key = key
-            save_checkpoint(self.model, self.checkpoint)
+            save_checkpoint(self.saved_model, self.checkpoint)
         phase = director.phase
         self.history.add_epoch({
             "epoch": epoch, "phase": director.phase_index, "phase_name": phase.name,

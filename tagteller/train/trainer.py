@@ -73,6 +73,7 @@ class TrainOptions:
     stop_params: dict[str, Any] = field(default_factory=dict)
     use_feedback: bool = True
     workers: int | None = None
+    unknown_data: list[str] = field(default_factory=list)  # --unknown-data: DIR or DOMAIN=DIR
     command_line: str = ""
 
 
@@ -258,12 +259,42 @@ class Exported:
     candidate: Path  # the file to install: the float model, or the int8 one when kept
 
 
+@dataclass
+class OpenSetData:
+    """What calibration and the open-set gate are fitted on (:mod:`~tagteller.train.open_set`):
+    the validation labels (their images are the export's ``val_images``), the domain's own
+    training images, and unknown images with the count from each source."""
+
+    val_labels: np.ndarray
+    own_images: np.ndarray
+    unknown_images: np.ndarray
+    sources: dict[str, int]
+    seed: int = 0
+
+
+#: At most this many training images stand for the domain in the open-set gate.
+GATE_OWN_IMAGES = 1000
+
+
+def open_set_data(val_labels: np.ndarray, train_images: np.ndarray, unknown_specs: Sequence[str], recipe: Recipe,
+                  seed: int, log: Log, workers: int | None = None) -> OpenSetData:
+    from tagteller.train.unknowns import load_unknowns
+
+    unknown, sources = load_unknowns(unknown_specs, recipe.input_size, recipe.preprocessing, seed, log, workers)
+    if sources:
+        log("open-set negatives: " + ", ".join(f"{n} {c}" for n, c in sources.items()) + " image(s), plus generated ones")
+    else:
+        log("open-set negatives: generated images only (--unknown-data DIR teaches the gate real other things)")
+    own = train_images[np.random.default_rng(seed).permutation(len(train_images))[:GATE_OWN_IMAGES]]
+    return OpenSetData(np.asarray(val_labels), own, unknown, sources, seed)
+
+
 def export_model(keras_model: Any, output: Path, domain: str, labels: Sequence[str], recipe: Recipe,
                  training: dict[str, Any], version: str, val_images: np.ndarray, val_samples: Sequence[Sample],
                  quantize: str | None, calibration_images: np.ndarray | None, log: Log,
-                 fallback_metrics: dict[str, Any] | None = None) -> Exported:
-    """ONNX + parity + metadata (+ int8) for ``keras_model``; measured on ``val_samples`` with
-    the engine when there are any."""
+                 fallback_metrics: dict[str, Any] | None = None, open_set: OpenSetData | None = None) -> Exported:
+    """ONNX + parity + calibration and open-set score (with ``open_set``) + metadata (+ int8)
+    for ``keras_model``; measured on ``val_samples`` with the engine when there are any."""
     from tagteller.train.export import (
         INT8_CALIBRATION_IMAGES,
         INT8_MAX_DROP,
@@ -284,6 +315,17 @@ def export_model(keras_model: Any, output: Path, domain: str, labels: Sequence[s
     parity = parity_check(keras_model, proto, val_images)
     log(parity.describe())
     info = make_info(domain, labels, recipe, dict(fallback_metrics or {}), training, version)
+    if open_set is not None and parity.passed:
+        from tagteller.train.open_set import add_open_set
+
+        fit = add_open_set(proto, np.asarray(val_images, np.float32), open_set.val_labels, open_set.own_images,
+                           open_set.unknown_images, open_set.sources, open_set.seed)
+        proto = fit.proto
+        info = dataclasses.replace(info, open_set=fit.open_set, calibration=fit.calibration)
+        log(f"calibrated: temperature {fit.calibration['temperature']:.3f}, ECE {fit.calibration['ece_before']:.3f} -> "
+            f"{fit.calibration['ece_after']:.3f} (cross-fitted); open-set threshold {fit.open_set['threshold']:.4f} "
+            f"rejects {fit.open_set['val_false_rejection']:.1%} of the validation images and "
+            + ", ".join(f"{v:.0%} of {k}" for k, v in fit.open_set["generated_rejection"].items()) + " (generated)")
     write_model_file(proto, info, output)
     measurement = None
     metrics = dict(fallback_metrics or {})
@@ -301,7 +343,14 @@ def export_model(keras_model: Any, output: Path, domain: str, labels: Sequence[s
         log(f"quantizing to int8 (static, calibrated on {min(len(calibration_images), INT8_CALIBRATION_IMAGES)} "
             "training images)")
         int8_proto = quantize_int8(proto, calibration_images)
-        write_model_file(int8_proto, info, int8_path)
+        info8 = info
+        if info.open_set is not None:  # the int8 model's scores differ a little: its own threshold
+            from tagteller.train.open_set import choose_threshold
+
+            threshold8, rejected8 = choose_threshold(int8_proto, np.asarray(val_images, np.float32))
+            info8 = dataclasses.replace(info, open_set={**info.open_set, "threshold": round(threshold8, 6),
+                                                        "val_false_rejection": round(rejected8, 6)})
+        write_model_file(int8_proto, info8, int8_path)
         m8 = measure_model(int8_path, val_samples)
         drop = measurement.accuracy - m8.accuracy
         kept = drop <= INT8_MAX_DROP + 1e-12
@@ -316,7 +365,7 @@ def export_model(keras_model: Any, output: Path, domain: str, labels: Sequence[s
             int8_metrics = {**m8.as_metrics(), "quantization": "int8-static-qdq", "parity": metrics["parity"],
                             "float": {"val_accuracy": metrics["val_accuracy"], "macro_f1": metrics["macro_f1"]},
                             "int8": int8_figures}
-            write_model_file(int8_proto, dataclasses.replace(info, metrics=int8_metrics), int8_path)
+            write_model_file(int8_proto, dataclasses.replace(info8, metrics=int8_metrics), int8_path)
             candidate = int8_path
             measurement = m8
         else:
@@ -420,13 +469,17 @@ def _run(domain: Domain, options: TrainOptions, recipe: Recipe, policy: Stopping
     if weights_for_classes:
         log("classes are imbalanced: class weights " +
             ", ".join(f"{data.labels[i]} {w:.2f}" for i, w in weights_for_classes.items()))
+    if recipe.cached_views:
+        trained, train_ds, val_ds = _cached_prefix_inputs(model, recipe, train_images, val_images, len(data.labels),
+                                                          seed, log)
+    else:
+        trained = model
+        train_ds = training_dataset(train_images, len(data.labels), recipe.batch_size, recipe.augmentation, seed)
+        val_ds = evaluation_dataset(val_images, len(data.labels), max(recipe.batch_size, 64))
     loop = TrainingLoop(
-        model, recipe, policy, history,
-        training_dataset(train_images, len(data.labels), recipe.batch_size, recipe.augmentation, seed),
-        evaluation_dataset(val_images, len(data.labels), max(recipe.batch_size, 64)),
-        run_dir / runs.CHECKPOINT,
+        trained, recipe, policy, history, train_ds, val_ds, run_dir / runs.CHECKPOINT,
         LoopSettings(start_phase, options.epochs, options.time_budget_s, weights_for_classes),
-        prompter, log, ScalarLog(run_dir / runs.TENSORBOARD),
+        prompter, log, ScalarLog(run_dir / runs.TENSORBOARD), saved_model=model,
     )
     outcome = loop.run()
     if outcome.status == "interrupted":
@@ -440,8 +493,10 @@ def _run(domain: Domain, options: TrainOptions, recipe: Recipe, policy: Stopping
     training = training_summary(history.data, recipe, weights_text, data, options.command_line)
     rng = np.random.default_rng(seed)
     calibration = train_images.images[rng.permutation(len(train_images))[:INT8_CALIBRATION_IMAGES]]
+    gate_data = open_set_data(val_images.labels, train_images.images, options.unknown_data, recipe, seed, log,
+                              options.workers)
     exported = export_model(best_model, run_dir / runs.MODEL, domain.name, data.labels, recipe, training, run_id,
-                            val_images.images, val_samples, options.quantize, calibration, log)
+                            val_images.images, val_samples, options.quantize, calibration, log, open_set=gate_data)
     metrics = {**exported.metrics, "run_id": run_id, "model": str(exported.candidate)}
     target = Path(options.install_to) if options.install_to else installed_model_path(domain.name)
     if not exported.parity.passed:
@@ -464,6 +519,29 @@ def _run(domain: Domain, options: TrainOptions, recipe: Recipe, policy: Stopping
         outcome_name, installed = "kept", None
     _write_metrics(run_dir, metrics, history)
     return TrainResult(run_id, run_dir, outcome_name, EXIT_OK, message, exported.candidate, installed, metrics)
+
+
+def _cached_prefix_inputs(model: Any, recipe: Recipe, train_images: Any, val_images: Any, num_classes: int,
+                          seed: int, log: Log) -> tuple[Any, Any, Any]:
+    """The suffix to train and its cached-feature datasets (see :mod:`~tagteller.train.prefix_cache`)."""
+    import time
+
+    from tagteller.train import prefix_cache
+
+    if recipe.backbone == "cnn":
+        raise TagtellerError("cached_views needs a pretrained backbone (the custom cnn trains all of itself)")
+    first = prefix_cache.split_layer(model, recipe)
+    prefix = prefix_cache.build_prefix(model, first)
+    started = time.monotonic()
+    views = recipe.cached_views
+    train_features = prefix_cache.cache_features(prefix, train_images.images, views, recipe.augmentation, seed)
+    val_features = prefix_cache.cache_features(prefix, val_images.images, 1, recipe.augmentation, seed)[0]
+    log(f"cached the frozen layers' output (up to {first or 'the head'}) for {views} view(s) of "
+        f"{len(train_images)} training and {len(val_images)} validation images in {time.monotonic() - started:.0f} s")
+    suffix = prefix_cache.build_suffix(model, first)
+    return (suffix,
+            prefix_cache.feature_dataset(train_features, train_images.labels, num_classes, recipe.batch_size, seed),
+            prefix_cache.evaluation_features(val_features, val_images.labels, num_classes, max(recipe.batch_size, 64)))
 
 
 def _write_metrics(run_dir: Path, metrics: dict[str, Any], history: runs.RunHistory) -> None:
@@ -499,13 +577,14 @@ def latest_checkpoint(domain: str) -> Path:
 
 
 def export_checkpoint(domain: Domain, checkpoint: Path | None, output: Path | None, quantize: str | None,
-                      data: Path | None, log: Log = _stderr) -> Exported:
+                      data: Path | None, log: Log = _stderr, unknown_data: Sequence[str] = ()) -> Exported:
     """``tagteller export``: a saved checkpoint to a self-describing ONNX model.
 
     Labels, input size and preprocessing come from the run's ``history.json`` beside the
     checkpoint when there is one, else from the domain. With ``data``, parity is checked on the
-    validation images and the model is measured on them (and int8 is possible); without, parity
-    is checked on random pixels and the metrics are the training history's.
+    validation images, the model is measured on them, calibrated and given its open-set score
+    (negatives: ``unknown_data`` and generated images), and int8 is possible; without, parity is
+    checked on random pixels and the metrics are the training history's.
     """
     from tagteller.preprocessing import Preprocessing
     from tagteller.train.export import INT8_CALIBRATION_IMAGES
@@ -539,6 +618,7 @@ def export_checkpoint(domain: Domain, checkpoint: Path | None, output: Path | No
     val_images: np.ndarray
     val_samples: list[Sample] = []
     calibration = None
+    gate_data = None
     if data is not None:
         prepared = prepare_data(domain, data, recipe, use_feedback=False, log=log)
         if tuple(prepared.labels) != labels:
@@ -548,10 +628,14 @@ def export_checkpoint(domain: Domain, checkpoint: Path | None, output: Path | No
         val_images = decoded.images
         failed = {k for k, _ in decoded.failures}
         val_samples = [s for s in prepared.val if s.key not in failed]
-        if quantize:  # a random sample: the samples are sorted by key, hence by label
-            rng = np.random.default_rng(recipe.seed)
-            picked = [prepared.train[i] for i in rng.permutation(len(prepared.train))[:INT8_CALIBRATION_IMAGES]]
-            calibration = decode_samples(picked, index, recipe.input_size, recipe.preprocessing).images
+        # A random sample (the samples are sorted by key, hence by label) stands for the training
+        # side: int8 calibration and the open-set gate's own images.
+        rng = np.random.default_rng(recipe.seed)
+        picked = [prepared.train[i] for i in rng.permutation(len(prepared.train))[:GATE_OWN_IMAGES]]
+        own = decode_samples(picked, index, recipe.input_size, recipe.preprocessing).images
+        if quantize:
+            calibration = own[:INT8_CALIBRATION_IMAGES]
+        gate_data = open_set_data(decoded.labels, own, unknown_data, recipe, recipe.seed, log)
     else:
         log("no --data: parity is checked on random pixels, and the metrics are the training history's")
         val_images = np.random.default_rng(0).uniform(0, 255, (32, *want)).astype(np.float32)
@@ -560,4 +644,4 @@ def export_checkpoint(domain: Domain, checkpoint: Path | None, output: Path | No
     training = training_summary(history, recipe, "checkpoint", None, "") if history else {"checkpoint": str(checkpoint)}
     version = str(history.get("run_id") or checkpoint.stem)
     return export_model(model, output, domain.name, labels, recipe, training, version, val_images, val_samples,
-                        quantize, calibration, log, fallback_metrics=fallback)
+                        quantize, calibration, log, fallback_metrics=fallback, open_set=gate_data)

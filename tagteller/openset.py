@@ -1,0 +1,170 @@
+"""The numbers behind "sure", "not sure" and "unknown": temperature, calibration error, the
+open-set gate and its threshold, and the generated images every gate learns to reject.
+
+numpy only (the training side fits with it, the tests and benchmarks measure with it):
+
+- :func:`fit_temperature`: the temperature T that minimises the negative log-likelihood of the
+  validation labels under ``softmax(logits / T)`` (Guo et al. 2017), by a log-spaced search
+  refined around its best point (a one-parameter convex problem: no optimiser needed).
+- :func:`expected_calibration_error`: ECE with equal-width confidence bins.
+- :func:`fit_gate`: balanced, L2-regularised logistic regression telling the domain's own
+  (training) images from unknown ones, on L2-normalised penultimate features (outlier exposure,
+  Hendrycks et al. 2019). Its probability of "unknown" is the model's ``ood_score``.
+- :func:`threshold_for_false_rejection`: the score above which an image is ``unknown``, set so
+  that at most the given share of the domain's own validation images is rejected.
+- :func:`synthetic_unknowns`: noise, flat colours, gradients and stripes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ECE_BINS = 15
+FALSE_REJECTION = 0.05
+THRESHOLD_MARGIN = 1e-5
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def averaged_probabilities(branches: list[np.ndarray], temperature: float = 1.0) -> np.ndarray:
+    """The mean of ``softmax(logits / T)`` over branches (one branch, or an image and its mirror)."""
+    return np.mean([softmax(np.asarray(b, np.float64) / temperature) for b in branches], axis=0)
+
+
+def negative_log_likelihood(branches: list[np.ndarray], labels: np.ndarray, temperature: float) -> float:
+    p = averaged_probabilities(branches, temperature)
+    return float(-np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, None)).mean())
+
+
+def fit_temperature(branches: list[np.ndarray], labels: np.ndarray) -> float:
+    """The NLL-minimising temperature over [0.05, 20]."""
+    labels = np.asarray(labels, int)
+    grid = np.geomspace(0.05, 20.0, 61)
+    losses = [negative_log_likelihood(branches, labels, t) for t in grid]
+    best = int(np.argmin(losses))
+    low, high = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
+    fine = np.geomspace(low, high, 41)
+    losses = [negative_log_likelihood(branches, labels, t) for t in fine]
+    return float(fine[int(np.argmin(losses))])
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Sum over confidence bins of (share of images) x |accuracy - mean confidence|."""
+    p = np.asarray(probabilities, np.float64)
+    labels = np.asarray(labels, int)
+    if len(labels) == 0:
+        return 0.0
+    confidence = p.max(axis=1)
+    correct = (p.argmax(axis=1) == labels).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            total += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(total)
+
+
+def cross_fitted_ece(branches: list[np.ndarray], labels: np.ndarray, seed: int = 0) -> float:
+    """ECE of temperature scaling on images it was not fitted on: two random halves, each
+    scaled with the temperature fitted on the other, the two ECEs averaged."""
+    labels = np.asarray(labels, int)
+    order = np.random.default_rng(seed).permutation(len(labels))
+    halves = (order[: len(order) // 2], order[len(order) // 2:])
+    errors = []
+    for fit_on, measure_on in (halves, halves[::-1]):
+        if len(fit_on) == 0 or len(measure_on) == 0:
+            continue
+        t = fit_temperature([b[fit_on] for b in branches], labels[fit_on])
+        p = averaged_probabilities([b[measure_on] for b in branches], t)
+        errors.append(expected_calibration_error(p, labels[measure_on]))
+    return float(np.mean(errors)) if errors else 0.0
+
+
+def l2_normalise(features: np.ndarray) -> np.ndarray:
+    f = np.asarray(features, np.float64)
+    return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+
+def fit_gate(own: np.ndarray, unknown: np.ndarray, l2: float = 1e-3, steps: int = 600,
+             learning_rate: float = 0.5) -> tuple[np.ndarray, float]:
+    """Weights ``w`` and bias ``b`` such that ``sigmoid(l2_normalise(f) @ w + b)`` is the
+    probability that features ``f`` are of an unknown image; the two sides weigh the same
+    however many images each has. Full-batch gradient descent with Nesterov momentum."""
+    x = np.concatenate([l2_normalise(own), l2_normalise(unknown)])
+    y = np.concatenate([np.zeros(len(own)), np.ones(len(unknown))])
+    weight = np.where(y == 1, 0.5 / max(len(unknown), 1), 0.5 / max(len(own), 1))
+    # Features are unit vectors: centre them so the bias is not fighting a shared direction.
+    mean = x.mean(axis=0)
+    xc = x - mean
+    w = np.zeros(x.shape[1])
+    b = 0.0
+    vw, vb = np.zeros_like(w), 0.0
+    scale = learning_rate * (1.0 / max(float((xc ** 2).sum(axis=1).max()), 1e-6)) * 4.0
+    for _ in range(steps):
+        lw, lb = w + 0.9 * vw, b + 0.9 * vb
+        err = (sigmoid(xc @ lw + lb) - y) * weight
+        gw = xc.T @ err + l2 * lw
+        gb = err.sum()
+        vw, vb = 0.9 * vw - scale * gw, 0.9 * vb - scale * gb
+        w, b = w + vw, b + vb
+    return w.astype(np.float32), float(b - mean @ w)
+
+
+def gate_scores(features: np.ndarray, w: np.ndarray, b: float) -> np.ndarray:
+    return sigmoid(l2_normalise(features) @ np.asarray(w, np.float64) + b)
+
+
+def threshold_for_false_rejection(own_scores: np.ndarray, false_rejection: float = FALSE_REJECTION) -> float:
+    """The smallest threshold (an image is unknown when its score is above it) that rejects at
+    most ``false_rejection`` of ``own_scores``."""
+    s = np.sort(np.asarray(own_scores, np.float64))
+    if len(s) == 0:
+        return 0.5
+    allowed = int(np.floor(false_rejection * len(s)))  # images that may be rejected
+    # A hair above the kept image's score: another batch size or an int8 copy moves scores by
+    # about 1e-7, which must not tip that image over.
+    return float(s[len(s) - 1 - allowed]) + THRESHOLD_MARGIN
+
+
+def synthetic_unknowns(count: int, height: int, width: int, channels: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """``count`` float32 images in [0, 255] and their kinds, cycling through: uniform noise,
+    smooth (blocky, upsampled) noise, a flat colour, a linear gradient, stripes."""
+    rng = np.random.default_rng(seed)
+    kinds = ("noise", "smooth-noise", "flat", "gradient", "stripes")
+    out = np.empty((count, height, width, channels), np.float32)
+    names = []
+    for i in range(count):
+        kind = kinds[i % len(kinds)]
+        names.append(kind)
+        if kind == "noise":
+            img = rng.uniform(0, 255, (height, width, channels))
+        elif kind == "smooth-noise":
+            cells = int(rng.integers(2, 9))
+            small = rng.uniform(0, 255, (cells, cells, channels))
+            img = np.kron(small, np.ones((height // cells + 1, width // cells + 1, 1)))[:height, :width]
+        elif kind == "flat":
+            img = np.broadcast_to(rng.uniform(0, 255, channels), (height, width, channels))
+        elif kind == "gradient":
+            a, b = rng.uniform(0, 255, channels), rng.uniform(0, 255, channels)
+            t = np.linspace(0, 1, width if rng.random() < 0.5 else height)
+            ramp = a + (b - a) * t[:, None]
+            img = ramp[None, :, :] if len(t) == width else ramp[:, None, :]
+            img = np.broadcast_to(img, (height, width, channels))
+        else:
+            period = int(rng.integers(2, 16))
+            a, b = rng.uniform(0, 255, channels), rng.uniform(0, 255, channels)
+            band = (np.arange(width) // period) % 2
+            img = np.broadcast_to(np.where(band[:, None] == 1, a, b)[None], (height, width, channels))
+        out[i] = img
+    return out, names

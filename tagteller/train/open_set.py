@@ -1,0 +1,245 @@
+"""Calibration and the open-set score, added to an exported ONNX classifier.
+
+Works on the ONNX graph, not on Keras, so any tagteller model can get it, including one whose
+Keras checkpoint is gone (``scripts/add_open_set.py``). :func:`add_open_set`:
+
+1. finds the classifier's head(s): each ``Softmax`` that feeds ``probabilities`` (one, or two
+   averaged for a model with ``test_time_flip``), its logits, and the penultimate features the
+   last ``MatMul``/``Gemm`` reads (averaged over the branches);
+2. runs the model with those tensors exposed on the validation images, the domain's training
+   images and the unknown images (other folders, when given, and generated ones:
+   :func:`tagteller.openset.synthetic_unknowns`);
+3. fits the temperature on the validation split (ECE before, and after as cross-fitted halves)
+   and the gate (:func:`tagteller.openset.fit_gate`) on training against unknown images;
+4. rewrites the graph: ``Softmax(logits / T)``; ``embedding`` = the L2-normalised features;
+   ``ood_score`` = ``Sigmoid(embedding @ w + b)``, the gate's probability that the image is
+   not of this domain; and chooses the threshold for at most 5% false rejection on the
+   validation split (:func:`choose_threshold`, run again on an int8 copy with its own scores).
+
+The metadata objects it returns are what :class:`~tagteller.modelfile.ModelInfo` stores as
+``calibration`` and ``open_set``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tagteller import openset
+from tagteller.errors import TagtellerError
+
+OOD_OUTPUT = "ood_score"
+EMBEDDING_OUTPUT = "embedding"
+PROBABILITIES = "probabilities"
+SYNTHETIC_TRAIN, SYNTHETIC_HELDOUT = 250, 250
+SCORE_TEXT = ("logistic gate on the L2-normalised penultimate features: the domain's training images "
+              "against unknown ones (other domains' training images and generated noise, flat, gradient "
+              "and stripe images); ood_score is its probability that the image is not of this domain")
+
+
+@dataclass(frozen=True)
+class Head:
+    softmax: str  # node name
+    logits: str
+    features: str
+
+
+def _producers(graph: Any) -> dict[str, Any]:
+    return {out: node for node in graph.node for out in node.output}
+
+
+def find_heads(proto: Any) -> list[Head]:
+    """Each softmax that makes ``probabilities``, with its logits and penultimate features."""
+    graph = proto.graph
+    producers = _producers(graph)
+    if PROBABILITIES not in {o.name for o in graph.output}:
+        raise TagtellerError("model has no 'probabilities' output")
+    if OOD_OUTPUT in {o.name for o in graph.output}:
+        raise TagtellerError(f"model already has an {OOD_OUTPUT!r} output")
+    heads: list[Head] = []
+    stack, seen = [PROBABILITIES], set()
+    while stack:
+        name = stack.pop()
+        node = producers.get(name)
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.op_type == "Softmax":
+            logits = node.input[0]
+            linear = producers.get(logits)
+            if linear is not None and linear.op_type == "Add":
+                linear = producers.get(linear.input[0]) or linear
+            if linear is None or linear.op_type not in ("MatMul", "Gemm"):
+                raise TagtellerError("cannot find the dense layer before the softmax")
+            heads.append(Head(node.name, logits, linear.input[0]))
+        elif node.op_type in ("Add", "Mul", "Identity", "Div", "Sum", "Mean"):
+            stack.extend(node.input)
+    if not heads:
+        raise TagtellerError("no Softmax feeds 'probabilities'")
+    heads.sort(key=lambda h: h.softmax)
+    return heads
+
+
+def with_outputs(proto: Any, names: Sequence[str]) -> Any:
+    """A copy of ``proto`` that also outputs the tensors ``names``."""
+    from onnx import TensorProto, helper
+
+    probe = copy.deepcopy(proto)
+    have = {o.name for o in probe.graph.output}
+    for name in names:
+        if name not in have:
+            probe.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+            have.add(name)
+    return probe
+
+
+def run(proto: Any, images: np.ndarray, names: Sequence[str], batch: int = 32) -> dict[str, np.ndarray]:
+    """The named outputs of ``proto`` for ``images`` (float pixels), batched."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for start in range(0, len(images), batch):
+        values = session.run(list(names), {input_name: np.asarray(images[start:start + batch], np.float32)})
+        for n, v in zip(names, values):
+            parts[n].append(np.asarray(v, np.float32).reshape(len(values[0]), -1) if v.ndim != 1 else v)
+    return {n: np.concatenate(v) if v else np.zeros((0,), np.float32) for n, v in parts.items()}
+
+
+def features_and_logits(proto: Any, heads: list[Head], images: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    names = [h.features for h in heads] + [h.logits for h in heads]
+    out = run(with_outputs(proto, names), images, names)
+    features = np.mean([out[h.features] for h in heads], axis=0)
+    return features, [out[h.logits] for h in heads]
+
+
+def rewrite(proto: Any, heads: list[Head], temperature: float, w: np.ndarray, b: float) -> Any:
+    """``proto`` with ``Softmax(logits / T)``, an ``embedding`` and an ``ood_score`` output."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    new = copy.deepcopy(proto)
+    graph = new.graph
+    nodes = {n.name: n for n in graph.node}
+    graph.initializer.append(numpy_helper.from_array(np.array(temperature, np.float32), "tagteller_temperature"))
+    for i, head in enumerate(heads):
+        scaled = f"tagteller_scaled_logits_{i}"
+        graph.node.append(helper.make_node("Div", [head.logits, "tagteller_temperature"], [scaled],
+                                           name=f"tagteller_temperature_{i}"))
+        softmax = nodes[head.softmax]
+        softmax.input[0] = scaled
+    features = heads[0].features
+    if len(heads) > 1:
+        graph.initializer.append(numpy_helper.from_array(np.array(1.0 / len(heads), np.float32), "tagteller_branch_share"))
+        graph.node.append(helper.make_node("Sum", [h.features for h in heads], ["tagteller_features_sum"],
+                                           name="tagteller_features_sum"))
+        graph.node.append(helper.make_node("Mul", ["tagteller_features_sum", "tagteller_branch_share"],
+                                           ["tagteller_features"], name="tagteller_features_mean"))
+        features = "tagteller_features"
+    graph.initializer.extend([
+        numpy_helper.from_array(np.asarray(w, np.float32).reshape(-1, 1), "tagteller_gate_w"),
+        numpy_helper.from_array(np.array([b], np.float32), "tagteller_gate_b"),
+        numpy_helper.from_array(np.array([1], np.int64), "tagteller_gate_axis"),
+    ])
+    graph.node.extend([
+        helper.make_node("LpNormalization", [features], [EMBEDDING_OUTPUT], axis=1, p=2, name="tagteller_embedding"),
+        helper.make_node("MatMul", [EMBEDDING_OUTPUT, "tagteller_gate_w"], ["tagteller_gate_z0"], name="tagteller_gate"),
+        helper.make_node("Add", ["tagteller_gate_z0", "tagteller_gate_b"], ["tagteller_gate_z"], name="tagteller_gate_bias"),
+        helper.make_node("Sigmoid", ["tagteller_gate_z"], ["tagteller_gate_p"], name="tagteller_gate_sigmoid"),
+        helper.make_node("Squeeze", ["tagteller_gate_p", "tagteller_gate_axis"], [OOD_OUTPUT], name="tagteller_ood_score"),
+    ])
+    graph.output.extend([
+        helper.make_tensor_value_info(OOD_OUTPUT, TensorProto.FLOAT, ["N"]),
+        helper.make_tensor_value_info(EMBEDDING_OUTPUT, TensorProto.FLOAT, ["N", int(np.asarray(w).size)]),
+    ])
+    _sort_topologically(graph)
+    return new
+
+
+def _sort_topologically(graph: Any) -> None:
+    """Nodes in an order where each comes after what it reads (the appended ones moved up)."""
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        progressed = False
+        rest = []
+        for node in pending:
+            if all(name in available for name in node.input):
+                ordered.append(node)
+                available.update(node.output)
+                progressed = True
+            else:
+                rest.append(node)
+        if not progressed:
+            raise TagtellerError("open-set rewrite left a node whose inputs are never made")
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def choose_threshold(proto: Any, val_images: np.ndarray, false_rejection: float = openset.FALSE_REJECTION) -> tuple[float, float]:
+    """``(threshold, share of val_images it rejects)`` from the model's own ``ood_score``."""
+    scores = run(proto, val_images, [OOD_OUTPUT])[OOD_OUTPUT]
+    threshold = openset.threshold_for_false_rejection(scores, false_rejection)
+    return threshold, float((scores > threshold).mean())
+
+
+def rejection_of_synthetic(proto: Any, threshold: float, shape: tuple[int, int, int], seed: int) -> dict[str, float]:
+    """The share of held-out generated images (a seed the gate never saw) answered unknown, per kind."""
+    images, kinds = openset.synthetic_unknowns(SYNTHETIC_HELDOUT, *shape, seed=seed)
+    scores = run(proto, images, [OOD_OUTPUT])[OOD_OUTPUT]
+    kinds_arr = np.array(kinds)
+    return {k: round(float((scores[kinds_arr == k] > threshold).mean()), 4) for k in dict.fromkeys(kinds)}
+
+
+@dataclass
+class OpenSetFit:
+    proto: Any
+    calibration: dict[str, Any]
+    open_set: dict[str, Any]
+
+
+def add_open_set(proto: Any, val_images: np.ndarray, val_labels: np.ndarray, own_images: np.ndarray,
+                 unknown_images: np.ndarray, unknown_sources: dict[str, int], seed: int = 0) -> OpenSetFit:
+    """Fit and add calibration and the open-set score (see the module docstring)."""
+    heads = find_heads(proto)
+    shape = tuple(int(d) for d in val_images.shape[1:])
+    synthetic, _ = openset.synthetic_unknowns(SYNTHETIC_TRAIN, *shape, seed=seed)
+    negatives = np.concatenate([np.asarray(unknown_images, np.float32).reshape(-1, *shape), synthetic])
+    val_features, val_logits = features_and_logits(proto, heads, val_images)
+    own_features, _ = features_and_logits(proto, heads, own_images)
+    unknown_features, _ = features_and_logits(proto, heads, negatives)
+    labels = np.asarray(val_labels, int)
+    temperature = openset.fit_temperature(val_logits, labels)
+    calibration = {
+        "temperature": round(temperature, 6),
+        "ece_before": round(openset.expected_calibration_error(openset.averaged_probabilities(val_logits), labels), 6),
+        "ece_after": round(openset.cross_fitted_ece(val_logits, labels, seed), 6),
+        "ece_after_in_sample": round(openset.expected_calibration_error(
+            openset.averaged_probabilities(val_logits, temperature), labels), 6),
+        "bins": openset.ECE_BINS, "images": int(len(labels)),
+        "method": "temperature scaling (NLL) on the validation split; ece_after: fitted on one half, measured on the other",
+    }
+    w, b = openset.fit_gate(own_features, unknown_features)
+    new = rewrite(proto, heads, temperature, w, b)
+    threshold, rejected = choose_threshold(new, val_images)
+    before = openset.averaged_probabilities(val_logits).argmax(1)
+    after = run(new, val_images, [PROBABILITIES])[PROBABILITIES].argmax(1)
+    if not np.array_equal(before, after):
+        raise TagtellerError("open-set rewrite changed a top-1 answer (it must not)")
+    open_set = {
+        "output": OOD_OUTPUT, "threshold": round(threshold, 6), "score": SCORE_TEXT,
+        "val_false_rejection": round(rejected, 6), "target_false_rejection": openset.FALSE_REJECTION,
+        "embedding_output": EMBEDDING_OUTPUT,
+        "negatives": {**unknown_sources, "generated": SYNTHETIC_TRAIN},
+        "generated_rejection": rejection_of_synthetic(new, threshold, shape, seed + 1),
+    }
+    del val_features
+    return OpenSetFit(new, calibration, open_set)
