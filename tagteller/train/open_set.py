@@ -11,7 +11,8 @@ Keras checkpoint is gone (``scripts/add_open_set.py``). :func:`add_open_set`:
    :func:`tagteller.openset.synthetic_unknowns`);
 3. fits the temperature on the validation split (ECE before, and after as cross-fitted halves)
    and the gate (:func:`tagteller.openset.fit_gate`) on training against unknown images;
-4. rewrites the graph: ``Softmax(logits / T)``; ``embedding`` = the L2-normalised features;
+4. rewrites the graph: ``Softmax(log(p) / T)`` on the network's probabilities ``p`` (for one
+   head exactly ``Softmax(logits / T)``); ``embedding`` = the L2-normalised features;
    ``ood_score`` = ``Sigmoid(embedding @ w + b)``, the gate's probability that the image is
    not of this domain; and chooses the threshold for at most 5% false rejection on the
    validation split (:func:`choose_threshold`, run again on an int8 copy with its own scores).
@@ -52,16 +53,22 @@ def _producers(graph: Any) -> dict[str, Any]:
     return {out: node for node in graph.node for out in node.output}
 
 
+def probabilities_output(proto: Any) -> str:
+    """``probabilities``, or the graph's first output when none has that name."""
+    names = [o.name for o in proto.graph.output]
+    if not names:
+        raise TagtellerError("model has no outputs")
+    return PROBABILITIES if PROBABILITIES in names else names[0]
+
+
 def find_heads(proto: Any) -> list[Head]:
     """Each softmax that makes ``probabilities``, with its logits and penultimate features."""
     graph = proto.graph
     producers = _producers(graph)
-    if PROBABILITIES not in {o.name for o in graph.output}:
-        raise TagtellerError("model has no 'probabilities' output")
     if OOD_OUTPUT in {o.name for o in graph.output}:
         raise TagtellerError(f"model already has an {OOD_OUTPUT!r} output")
     heads: list[Head] = []
-    stack, seen = [PROBABILITIES], set()
+    stack, seen = [probabilities_output(proto)], set()
     while stack:
         name = stack.pop()
         node = producers.get(name)
@@ -113,27 +120,41 @@ def run(proto: Any, images: np.ndarray, names: Sequence[str], batch: int = 32) -
     return {n: np.concatenate(v) if v else np.zeros((0,), np.float32) for n, v in parts.items()}
 
 
-def features_and_logits(proto: Any, heads: list[Head], images: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    names = [h.features for h in heads] + [h.logits for h in heads]
+def features_and_logits(proto: Any, heads: list[Head], images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The penultimate features (averaged over heads) and ``log`` of the network's probabilities
+    (the logits up to a constant per image, for one head)."""
+    output = probabilities_output(proto)
+    names = list(dict.fromkeys([h.features for h in heads] + [output]))
     out = run(with_outputs(proto, names), images, names)
     features = np.mean([out[h.features] for h in heads], axis=0)
-    return features, [out[h.logits] for h in heads]
+    return features, np.log(np.clip(out[output].astype(np.float64), 1e-30, None))
 
 
 def rewrite(proto: Any, heads: list[Head], temperature: float, w: np.ndarray, b: float) -> Any:
-    """``proto`` with ``Softmax(logits / T)``, an ``embedding`` and an ``ood_score`` output."""
+    """``proto`` with ``Softmax(log(p) / T)``, an ``embedding`` and an ``ood_score`` output."""
     from onnx import TensorProto, helper, numpy_helper
 
     new = copy.deepcopy(proto)
     graph = new.graph
-    nodes = {n.name: n for n in graph.node}
-    graph.initializer.append(numpy_helper.from_array(np.array(temperature, np.float32), "tagteller_temperature"))
-    for i, head in enumerate(heads):
-        scaled = f"tagteller_scaled_logits_{i}"
-        graph.node.append(helper.make_node("Div", [head.logits, "tagteller_temperature"], [scaled],
-                                           name=f"tagteller_temperature_{i}"))
-        softmax = nodes[head.softmax]
-        softmax.input[0] = scaled
+    graph.initializer.extend([
+        numpy_helper.from_array(np.array(temperature, np.float32), "tagteller_temperature"),
+        numpy_helper.from_array(np.array(1e-30, np.float32), "tagteller_tiny"),
+    ])
+    # probabilities = Softmax(Log(p) / T) on the network's own probabilities p: for one head that
+    # is Softmax(logits / T); for an image and its mirror averaged it keeps the averaged answer's
+    # order, so no top-1 answer changes.
+    output = probabilities_output(new)
+    raw = "tagteller_uncalibrated_probabilities"
+    for node in graph.node:
+        node.output[:] = [raw if o == output else o for o in node.output]
+        node.input[:] = [raw if i == output else i for i in node.input]
+    graph.node.extend([
+        helper.make_node("Max", [raw, "tagteller_tiny"], ["tagteller_p"], name="tagteller_floor"),
+        helper.make_node("Log", ["tagteller_p"], ["tagteller_log_p"], name="tagteller_log"),
+        helper.make_node("Div", ["tagteller_log_p", "tagteller_temperature"], ["tagteller_scaled"],
+                         name="tagteller_temperature_scaling"),
+        helper.make_node("Softmax", ["tagteller_scaled"], [output], axis=-1, name="tagteller_calibrated_softmax"),
+    ])
     features = heads[0].features
     if len(heads) > 1:
         graph.initializer.append(numpy_helper.from_array(np.array(1.0 / len(heads), np.float32), "tagteller_branch_share"))
@@ -217,6 +238,7 @@ def add_open_set(proto: Any, val_images: np.ndarray, val_labels: np.ndarray, own
     own_features, _ = features_and_logits(proto, heads, own_images)
     unknown_features, _ = features_and_logits(proto, heads, negatives)
     labels = np.asarray(val_labels, int)
+    val_logits = [val_logits]
     temperature = openset.fit_temperature(val_logits, labels)
     calibration = {
         "temperature": round(temperature, 6),
@@ -231,7 +253,8 @@ def add_open_set(proto: Any, val_images: np.ndarray, val_labels: np.ndarray, own
     new = rewrite(proto, heads, temperature, w, b)
     threshold, rejected = choose_threshold(new, val_images)
     before = openset.averaged_probabilities(val_logits).argmax(1)
-    after = run(new, val_images, [PROBABILITIES])[PROBABILITIES].argmax(1)
+    name = probabilities_output(new)
+    after = run(new, val_images, [name])[name].argmax(1)
     if not np.array_equal(before, after):
         raise TagtellerError("open-set rewrite changed a top-1 answer (it must not)")
     open_set = {

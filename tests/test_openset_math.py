@@ -1,0 +1,91 @@
+"""The numbers behind calibration and the open-set gate (tagteller.openset), checked against
+scikit-learn and hand-worked cases; and the ONNX rewrite on a tiny generated classifier."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tagteller import openset
+
+
+def test_ece_matches_a_hand_worked_case():
+    # Two bins used: confidence 0.9 (3 images, 2 right) and 0.6 (1 image, right).
+    p = np.array([[0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [0.6, 0.4]])
+    labels = np.array([0, 0, 0, 0])
+    # bin 0.9: accuracy 2/3, confidence 0.9 -> 3/4 * 0.2333; bin 0.6: 1/4 * |1 - 0.6|
+    assert openset.expected_calibration_error(p, labels) == pytest.approx(0.75 * (0.9 - 2 / 3) + 0.25 * 0.4)
+    assert openset.expected_calibration_error(np.eye(3), np.arange(3)) == 0.0
+
+
+def test_temperature_recovers_the_one_that_made_the_labels():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (4000, 4))
+    true_t = 2.5
+    p = openset.softmax(logits / true_t)
+    labels = np.array([rng.choice(4, p=row) for row in p])
+    fitted = openset.fit_temperature([logits], labels)
+    assert fitted == pytest.approx(true_t, rel=0.1)
+    assert openset.expected_calibration_error(openset.averaged_probabilities([logits], fitted), labels) < 0.03
+    assert openset.cross_fitted_ece([logits], labels) < 0.04
+    assert openset.expected_calibration_error(openset.softmax(logits), labels) > 0.1  # overconfident at T=1
+
+
+def test_gate_separates_like_sklearn_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    own = rng.normal(0, 1, (300, 16)) + np.r_[3.0, np.zeros(15)]
+    unknown = rng.normal(0, 1, (120, 16)) + np.r_[0.0, 3.0, np.zeros(14)]
+    w, b = openset.fit_gate(own, unknown)
+    ours = np.r_[openset.gate_scores(own, w, b) > 0.5, openset.gate_scores(unknown, w, b) <= 0.5]
+    x = openset.l2_normalise(np.concatenate([own, unknown]))
+    y = np.r_[np.zeros(300), np.ones(120)]
+    oracle = LogisticRegression(class_weight="balanced", C=100.0).fit(x, y)
+    ours_accuracy = 1 - ours.mean()
+    assert ours_accuracy >= oracle.score(x, y) - 0.02
+    assert ours_accuracy > 0.95
+
+
+def test_threshold_rejects_at_most_the_share_asked():
+    scores = np.linspace(0, 1, 101)
+    t = openset.threshold_for_false_rejection(scores, 0.05)
+    assert (scores > t).mean() <= 0.05 and (scores > t).sum() == 5
+    assert (np.array([0.3]) > openset.threshold_for_false_rejection(np.array([0.3]))).sum() == 0
+
+
+def test_synthetic_unknowns_are_in_range_and_of_every_kind():
+    images, kinds = openset.synthetic_unknowns(10, 20, 30, 3, seed=0)
+    assert images.shape == (10, 20, 30, 3) and images.dtype == np.float32
+    assert images.min() >= 0 and images.max() <= 255
+    assert set(kinds) == {"noise", "smooth-noise", "flat", "gradient", "stripes"}
+    flat = images[kinds.index("flat")]
+    assert np.ptp(flat.reshape(-1, 3), axis=0).max() == 0
+
+
+def test_rewrite_adds_a_calibrated_softmax_a_score_and_an_embedding():
+    pytest.importorskip("onnx")
+    import onnxruntime as ort
+
+    from tagteller.train.open_set import add_open_set, find_heads
+    from tests.builders import colour_graph
+
+    proto = colour_graph(("red", "green", "blue"), size=(8, 8))
+    rng = np.random.default_rng(2)
+    colours = np.eye(3) * 220 + 20
+    labels = rng.integers(0, 3, 90)
+    images = (colours[labels][:, None, None, :] + rng.normal(0, 10, (90, 8, 8, 3))).clip(0, 255).astype(np.float32)
+    assert len(find_heads(proto)) == 1
+    fit = add_open_set(proto, images[:45], labels[:45], images[45:], np.zeros((0, 8, 8, 3), np.float32), {})
+    session = ort.InferenceSession(fit.proto.SerializeToString())
+    assert [o.name for o in session.get_outputs()] == ["probs", "ood_score", "embedding"]
+    probs, score, emb = session.run(None, {"image": images[:45]})
+    before = ort.InferenceSession(proto.SerializeToString()).run(None, {"image": images[:45]})[0]
+    assert (probs.argmax(1) == before.argmax(1)).all()
+    t = fit.calibration["temperature"]
+    expected = openset.softmax(np.log(before.astype(np.float64)) / t)
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    threshold = fit.open_set["threshold"]
+    assert (score > threshold).mean() <= 0.05
+    assert fit.open_set["generated_rejection"]["flat"] >= 0.5  # grey flats are unlike saturated tints
