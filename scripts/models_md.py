@@ -23,11 +23,17 @@ with `tagteller evaluate --domain DOMAIN DATA --split val`.
 """
 
 
+def _json(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def _pct(value) -> str:
     return "-" if value is None else f"{100 * float(value):.1f}%"
 
 
-def section(path: Path) -> str:
+def section(path: Path, crossval: dict) -> str:
     from tagteller import plugins
     from tagteller.engine import Engine
 
@@ -50,6 +56,24 @@ def section(path: Path) -> str:
     lines.append(f"| macro-F1 | {m.get('macro_f1', float('nan')):.3f} |")
     recall = m.get("per_class_recall") or {}
     lines.append("| per-class recall | " + ", ".join(f"{k} {_pct(v)}" for k, v in recall.items()) + " |")
+    cv = crossval.get(info.domain)
+    if cv:
+        lines.append(f"| recipe over {len(cv['repeats'])} repeated splits | top-1 **{_pct(cv['mean'])} ± {100 * cv['std']:.1f}** "
+                     f"(min {_pct(cv['min'])}, max {_pct(cv['max'])}), balanced accuracy {_pct(cv['balanced_accuracy_mean'])}, "
+                     f"macro-F1 {cv['macro_f1_mean']:.3f}; mean recall " +
+                     ", ".join(f"{k} {_pct(v)}" for k, v in cv["per_class_recall_mean"].items()) +
+                     f" (`{cv['command']}`) |")
+    cal = info.calibration
+    if cal:
+        lines.append(f"| calibration | temperature {cal['temperature']:.3f}; ECE {cal['ece_before']:.3f} before, "
+                     f"**{cal['ece_after']:.3f}** after (fitted on one half of the validation split, measured on the other) |")
+    ood = info.open_set
+    if ood:
+        generated = ", ".join(f"{k} {_pct(v)}" for k, v in (ood.get("generated_rejection") or {}).items())
+        negatives = ", ".join(f"{k} {v}" for k, v in (ood.get("negatives") or {}).items())
+        lines.append(f"| open set | output `{ood['output']}` > {ood['threshold']:.4f} is unknown; rejects "
+                     f"{_pct(ood.get('val_false_rejection'))} of its validation images; held-out generated images rejected: "
+                     f"{generated}; gate trained against: {negatives} |")
     if "int8" in m:
         lines.append(f"| int8 | {m['int8']} |")
     parity = m.get("parity") or {}
@@ -69,6 +93,29 @@ def section(path: Path) -> str:
     return "\n".join(lines)
 
 
+def matrix_section(data: dict) -> str:
+    """The unknown-rate matrix and the no-domain figure of ``scripts/open_set_matrix.py``."""
+    if not data:
+        return ""
+    matrix = data["matrix"]
+    columns = list(next(iter(matrix.values())))
+    lines = ["## Unknown answers: model x source", "",
+             "Share of each source's images answered `unknown` (sources: each domain's validation split, which no",
+             "model or gate trained on, and generated images of a seed no gate saw). The diagonal is the false",
+             "rejection. Reproduce: `.venv/bin/python scripts/open_set_matrix.py` then `scripts/models_md.py`.", "",
+             "| model \\ source | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for model, row in matrix.items():
+        lines.append(f"| {model} | " + " | ".join(_pct(row[c]) for c in columns) + " |")
+    nd = data.get("no_domain") or {}
+    if nd:
+        lines += ["", f"Without `--domain` (every model runs, the most confident acceptance answers): **{_pct(nd['accuracy'])}** "
+                  f"of {nd['images']} validation images get their own domain.", "",
+                  "| images of | answered as |", "|---|---|"]
+        for source, answers in nd["answers"].items():
+            lines.append(f"| {source} | " + ", ".join(f"{k} {v}" for k, v in sorted(answers.items(), key=lambda kv: -kv[1])) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=REPO / "models")
@@ -76,7 +123,9 @@ def main() -> int:
     models = sorted(args.models.glob("*.onnx"))
     total = sum(p.stat().st_size for p in models)
     body = [HEADER, f"{len(models)} models, {total / 1e6:.1f} MB in all.\n"]
-    body += [section(p) for p in models]
+    crossval = _json(args.models / "crossval.json")
+    body += [section(p, crossval) for p in models]
+    body.append(matrix_section(_json(args.models / "open_set_matrix.json")))
     from tagteller.atomic import atomic_write_text
 
     atomic_write_text(args.models / "MODELS.md", "\n".join(body))
