@@ -115,11 +115,23 @@ def test_usage_errors_exit_2(colours_domain, images, monkeypatch):
     assert result.exit_code == 2 and "no domain has a model" in result.stderr
 
 
-def test_domain_without_model_explains_how_to_get_one(images):
-    result = run("scan", "-d", "trousers", str(images))
+@pytest.fixture
+def socks_domain():
+    """A plugin that registers a `socks` domain with no model at all (no shipped, no installed)."""
+
+    class SocksPlugin:
+        @tagteller.hookimpl
+        def register_domains(self, register):
+            register(Domain(name="socks", description="Sock pattern", labels=("plain", "striped"), model_path=None))
+
+    plugins.register_plugin(SocksPlugin(), "socks-plugin")
+
+
+def test_domain_without_model_explains_how_to_get_one(socks_domain, images):
+    result = run("scan", "-d", "socks", str(images))
     assert result.exit_code == 2
-    assert "no model installed for domain 'trousers'" in result.stderr
-    assert "tagteller train --domain trousers" in result.stderr
+    assert "no model installed for domain 'socks'" in result.stderr
+    assert "tagteller train --domain socks" in result.stderr
 
 
 def test_model_for_another_domain_is_refused(colours_domain, images, tmp_path):
@@ -137,12 +149,14 @@ def test_installed_model_shadows_shipped_one(colours_domain, images):
     assert colours["model"] == "installed" and colours["model_path"] == str(installed)
 
 
-def test_domains_lists_builtins_with_model_state():
+def test_domains_lists_builtins_with_model_state(socks_domain):
     result = run("domains", "--json")
     assert result.exit_code == 0
     rows = {d["name"]: d for d in json.loads(result.stdout)}
     assert {"apparel", "shoes", "products", "books", "clothing-tags", "trousers"} <= set(rows)
-    assert rows["trousers"]["model"] == "none"
+    # Every built-in domain ships a model; a domain without one says "none".
+    assert {rows[name]["model"] for name in ("apparel", "shoes", "products", "books", "clothing-tags", "trousers")} == {"shipped"}
+    assert rows["socks"]["model"] == "none"
     assert rows["clothing-tags"]["allow_new_labels"] is True
     table = run("domains")
     assert "clothing-tags" in table.stdout
