@@ -5,7 +5,8 @@
         --model models/apparel.onnx --unknown-data shoes=../shared/datasets/shoes ...
 
 For a model whose Keras checkpoint is gone (``tagteller export --data`` does the same from a
-checkpoint): the domain's validation split (its recipe's seed) fits the temperature and sets the
+checkpoint), or to refit a model that has them already (its added nodes are stripped first:
+:func:`tagteller.train.open_set.strip_open_set`; an int8 model keeps its int8 network): the domain's validation split (its recipe's seed) fits the temperature and sets the
 threshold, up to 1,000 training images stand for the domain in the gate, and the unknown images
 come from ``--unknown-data`` plus generated ones (:mod:`tagteller.train.open_set`). The network's
 top-1 answers are unchanged (checked); the file is replaced atomically.
@@ -28,6 +29,9 @@ def main() -> int:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--unknown-data", action="append", default=[])
     parser.add_argument("--output", type=Path, help="default: replace --model")
+    parser.add_argument("--half-weights", action="store_true",
+                        help="store a float model's large weights as float16 (half the file; computed in float32) "
+                             "and re-measure it; refused when validation top-1 drops by more than a point")
     args = parser.parse_args()
 
     import onnx
@@ -35,8 +39,9 @@ def main() -> int:
     from tagteller import plugins
     from tagteller.engine import Engine
     from tagteller.modelfile import parse_metadata
-    from tagteller.train.export import write_model_file
-    from tagteller.train.open_set import OOD_OUTPUT, add_open_set, find_heads
+    from tagteller.train.export import INT8_MAX_DROP, half_precision_weights, write_model_file
+    from tagteller.train.install import measure_model
+    from tagteller.train.open_set import OOD_OUTPUT, add_open_set, find_heads, strip_open_set
     from tagteller.train.pipeline import decode_samples
     from tagteller.train.trainer import GATE_OWN_IMAGES, open_set_data, prepare_data
 
@@ -47,9 +52,14 @@ def main() -> int:
     proto = onnx.load(str(args.model))
     info = parse_metadata({p.key: p.value for p in proto.metadata_props}, str(args.model))
     if info.open_set is not None:  # refit: start again from the network without the added nodes
-        log(f"{args.model}: already has an open-set score; refitting needs the file it was exported as")
-        return 2
+        log(f"{args.model}: refitting its open-set score and calibration")
+        proto = strip_open_set(proto)
     find_heads(proto)
+    if args.half_weights and info.metrics.get("quantization"):
+        log(f"{args.model}: already {info.metrics['quantization']}; its weights stay as they are")
+        args.half_weights = False
+    if args.half_weights:
+        proto = half_precision_weights(proto)
     recipe = domain.recipe.with_(input_size=info.input_size, preprocessing=info.preprocessing)
     data = prepare_data(domain, args.data, recipe, use_feedback=False, log=log)
     index = {label: i for i, label in enumerate(info.labels)}
@@ -59,9 +69,32 @@ def main() -> int:
     own = decode_samples(picked, index, recipe.input_size, recipe.preprocessing)
     gate = open_set_data(val.labels, own.images, args.unknown_data, recipe, recipe.seed, log)
     fit = add_open_set(proto, val.images.astype(np.float32), gate.val_labels, gate.own_images,
-                       gate.unknown_images, gate.sources, gate.seed)
+                       gate.unknown_images, gate.sources, gate.seed, recipe.preprocessing)
     output = args.output or args.model
-    write_model_file(fit.proto, dataclasses.replace(info, open_set=fit.open_set, calibration=fit.calibration), output)
+    info = dataclasses.replace(info, open_set=fit.open_set, calibration=fit.calibration)
+    # measure the file as it will be used, before it replaces anything
+    staged = output.with_name(output.stem + ".staged.onnx")
+    write_model_file(fit.proto, info, staged)
+    m = measure_model(staged, data.val)
+    staged.unlink()
+    before = info.metrics
+    metrics = {**before, **m.as_metrics()}
+    if args.half_weights:
+        drop = float(before["val_accuracy"]) - m.accuracy
+        figures = {"val_accuracy": round(m.accuracy, 6), "macro_f1": round(m.macro_f1, 6),
+                   "size_bytes": len(fit.proto.SerializeToString()), "float_size_bytes": args.model.stat().st_size,
+                   "accuracy_drop": round(drop, 6), "kept": drop <= INT8_MAX_DROP + 1e-12}
+        log(f"fp16 weights: accuracy {m.accuracy:.4f} (float {before['val_accuracy']:.4f}), "
+            f"{figures['size_bytes'] / 1e6:.2f} MB vs {figures['float_size_bytes'] / 1e6:.2f} MB")
+        if not figures["kept"]:
+            log("refused: more than a point lost")
+            return 1
+        metrics.update({"quantization": "fp16-weights", "fp16": figures,
+                        "float": {"val_accuracy": before["val_accuracy"], "macro_f1": before["macro_f1"]}})
+    elif m.accuracy != before.get("val_accuracy"):
+        log(f"validation accuracy now {m.accuracy:.4f} (was {before.get('val_accuracy')})")
+    info = dataclasses.replace(info, metrics=metrics)
+    write_model_file(fit.proto, info, output)
     loaded = Engine().load(output)
     assert loaded.info.open_set["output"] == OOD_OUTPUT
     log(f"wrote {output}: temperature {fit.calibration['temperature']:.3f}, ECE {fit.calibration['ece_before']:.3f} -> "

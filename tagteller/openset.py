@@ -12,10 +12,14 @@ numpy only (the training side fits with it, the tests and benchmarks measure wit
   Hendrycks et al. 2019). Its probability of "unknown" is the model's ``ood_score``.
 - :func:`threshold_for_false_rejection`: the score above which an image is ``unknown``, set so
   that at most the given share of the domain's own validation images is rejected.
-- :func:`synthetic_unknowns`: noise, flat colours, gradients and stripes.
+- :func:`synthetic_unknowns`: noise, flat colours, gradients and stripes;
+  :func:`prepared_synthetic_unknowns`: the same drawn at other sizes and shapes and put through
+  the model's own preprocessing, as a user's picture of noise would reach it.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -137,34 +141,64 @@ def threshold_for_false_rejection(own_scores: np.ndarray, false_rejection: float
     return float(s[len(s) - 1 - allowed]) + THRESHOLD_MARGIN
 
 
+SYNTHETIC_KINDS = ("noise", "smooth-noise", "flat", "gradient", "stripes")
+
+
 def synthetic_unknowns(count: int, height: int, width: int, channels: int, seed: int) -> tuple[np.ndarray, list[str]]:
     """``count`` float32 images in [0, 255] and their kinds, cycling through: uniform noise,
     smooth (blocky, upsampled) noise, a flat colour, a linear gradient, stripes."""
     rng = np.random.default_rng(seed)
-    kinds = ("noise", "smooth-noise", "flat", "gradient", "stripes")
     out = np.empty((count, height, width, channels), np.float32)
     names = []
     for i in range(count):
-        kind = kinds[i % len(kinds)]
+        kind = SYNTHETIC_KINDS[i % len(SYNTHETIC_KINDS)]
         names.append(kind)
-        if kind == "noise":
-            img = rng.uniform(0, 255, (height, width, channels))
-        elif kind == "smooth-noise":
-            cells = int(rng.integers(2, 9))
-            small = rng.uniform(0, 255, (cells, cells, channels))
-            img = np.kron(small, np.ones((height // cells + 1, width // cells + 1, 1)))[:height, :width]
-        elif kind == "flat":
-            img = np.broadcast_to(rng.uniform(0, 255, channels), (height, width, channels))
-        elif kind == "gradient":
-            a, b = rng.uniform(0, 255, channels), rng.uniform(0, 255, channels)
-            t = np.linspace(0, 1, width if rng.random() < 0.5 else height)
-            ramp = a + (b - a) * t[:, None]
-            img = ramp[None, :, :] if len(t) == width else ramp[:, None, :]
-            img = np.broadcast_to(img, (height, width, channels))
-        else:
-            period = int(rng.integers(2, 16))
-            a, b = rng.uniform(0, 255, channels), rng.uniform(0, 255, channels)
-            band = (np.arange(width) // period) % 2
-            img = np.broadcast_to(np.where(band[:, None] == 1, a, b)[None], (height, width, channels))
-        out[i] = img
+        out[i] = _draw(kind, rng, height, width, channels)
+    return out, names
+
+
+def _draw(kind: str, rng: np.random.Generator, height: int, width: int, channels: int) -> np.ndarray:
+    if kind == "noise":
+        return rng.uniform(0, 255, (height, width, channels))
+    if kind == "smooth-noise":
+        cells = int(rng.integers(2, 9))
+        small = rng.uniform(0, 255, (cells, cells, channels))
+        return np.kron(small, np.ones((height // cells + 1, width // cells + 1, 1)))[:height, :width]
+    if kind == "flat":
+        return np.broadcast_to(rng.uniform(0, 255, channels), (height, width, channels))
+    if kind == "gradient":
+        a, b = rng.uniform(0, 255, channels), rng.uniform(0, 255, channels)
+        t = np.linspace(0, 1, width if rng.random() < 0.5 else height)
+        ramp = a + (b - a) * t[:, None]
+        img = ramp[None, :, :] if len(t) == width else ramp[:, None, :]
+        return np.broadcast_to(img, (height, width, channels))
+    period = int(rng.integers(2, 16))
+    a, b = rng.uniform(0, 255, channels), rng.uniform(0, 255, channels)
+    band = (np.arange(width) // period) % 2
+    return np.broadcast_to(np.where(band[:, None] == 1, a, b)[None], (height, width, channels))
+
+
+#: Sizes at which :func:`prepared_synthetic_unknowns` draws images, as multiples of the model's
+#: input (height, width): the same, larger, and larger in one direction only.
+SYNTHETIC_SCALES = ((1.0, 1.0), (1.15, 1.15), (2.0, 2.0), (1.5, 1.0), (1.0, 1.5))
+
+
+def prepared_synthetic_unknowns(count: int, size: tuple[int, int], pre: Any, seed: int) -> tuple[np.ndarray, list[str]]:
+    """``count`` generated images (the kinds of :func:`synthetic_unknowns`, in turn), each drawn
+    in colour at one of :data:`SYNTHETIC_SCALES` times the model's input size and then decoded by
+    :func:`tagteller.imaging.prepare` with the model's preprocessing ``pre``: resizing turns pixel
+    noise into smoother noise, and trimming or inverting changes flats and stripes, so the gate
+    must see them the way the engine will show them. Float32, at ``size``."""
+    from tagteller.imaging import prepare
+
+    height, width = size
+    rng = np.random.default_rng(seed)
+    out = np.empty((count, height, width, pre.channels), np.float32)
+    names: list[str] = []
+    for i in range(count):
+        kind = SYNTHETIC_KINDS[i % len(SYNTHETIC_KINDS)]
+        sh, sw = SYNTHETIC_SCALES[(i // len(SYNTHETIC_KINDS)) % len(SYNTHETIC_SCALES)]
+        image = _draw(kind, rng, max(2, round(height * sh)), max(2, round(width * sw)), 3)
+        out[i] = prepare(np.ascontiguousarray(image, np.float32).round().astype(np.uint8), size, pre)
+        names.append(kind)
     return out, names

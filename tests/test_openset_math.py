@@ -89,3 +89,53 @@ def test_rewrite_adds_a_calibrated_softmax_a_score_and_an_embedding():
     threshold = fit.open_set["threshold"]
     assert (score > threshold).mean() <= 0.05
     assert fit.open_set["generated_rejection"]["flat"] >= 0.5  # grey flats are unlike saturated tints
+
+
+def test_strip_open_set_gives_back_the_network_and_a_refit_matches_a_first_fit():
+    pytest.importorskip("onnx")
+    import onnxruntime as ort
+
+    from tagteller.train.open_set import add_open_set, strip_open_set
+    from tests.builders import colour_graph
+
+    proto = colour_graph(("red", "green", "blue"), size=(8, 8))
+    for i, node in enumerate(proto.graph.node):  # Keras names its layers after the model: tagteller_...
+        node.name = f"tagteller_network/layer{i}"
+    rng = np.random.default_rng(3)
+    colours = np.eye(3) * 220 + 20
+    labels = rng.integers(0, 3, 90)
+    images = (colours[labels][:, None, None, :] + rng.normal(0, 10, (90, 8, 8, 3))).clip(0, 255).astype(np.float32)
+    first = add_open_set(proto, images[:45], labels[:45], images[45:], np.zeros((0, 8, 8, 3), np.float32), {})
+    added = {n.name for n in first.proto.graph.node} - {n.name for n in proto.graph.node}
+    stripped = strip_open_set(first.proto)
+    assert [o.name for o in stripped.graph.output] == ["probs"]
+    assert [n.name for n in stripped.graph.node] == [n.name for n in proto.graph.node]
+    assert not added & {n.name for n in stripped.graph.node}
+    assert {t.name for t in stripped.graph.initializer} == {t.name for t in proto.graph.initializer}
+    original = ort.InferenceSession(proto.SerializeToString()).run(None, {"image": images})[0]
+    again = ort.InferenceSession(stripped.SerializeToString()).run(None, {"image": images})[0]
+    np.testing.assert_allclose(again, original, atol=1e-6)
+    refit = add_open_set(stripped, images[:45], labels[:45], images[45:], np.zeros((0, 8, 8, 3), np.float32), {})
+    assert refit.open_set["threshold"] == pytest.approx(first.open_set["threshold"], abs=1e-6)
+    assert refit.calibration == first.calibration
+    assert strip_open_set(proto).SerializeToString() == proto.SerializeToString()  # nothing to strip
+
+
+def test_prepared_synthetic_unknowns_come_through_the_models_preprocessing():
+    from tagteller.imaging import prepare
+    from tagteller.preprocessing import Preprocessing
+
+    grey = Preprocessing(color_mode="L", invert="never")
+    images, kinds = openset.prepared_synthetic_unknowns(25, (20, 30), grey, seed=4)
+    assert images.shape == (25, 20, 30, 1) and images.dtype == np.float32
+    assert images.min() >= 0 and images.max() <= 255
+    assert kinds[:5] == list(openset.SYNTHETIC_KINDS) and len(set(kinds)) == 5
+    # drawn larger than the input, then resized: pixel noise comes out smoother than drawn
+    noise = images[[i for i, k in enumerate(kinds) if k == "noise"]]
+    drawn = openset.synthetic_unknowns(1, 20, 30, 1, seed=0)[0][0]
+    assert noise[2].std() < drawn.std()  # the third noise image was drawn at twice the size
+    flat = images[kinds.index("flat")]
+    assert np.ptp(flat) == 0
+    again, _ = openset.prepared_synthetic_unknowns(25, (20, 30), grey, seed=4)
+    np.testing.assert_array_equal(images, again)
+    assert prepare(np.zeros((5, 5, 3), np.uint8), (20, 30), grey).shape == (20, 30, 1)

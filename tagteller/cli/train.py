@@ -42,7 +42,7 @@ def train(
     weights: Optional[str] = typer.Option(None, "--weights", help="Backbone weights: imagenet, none, or a file path.",
                                           show_default="the recipe's"),
     install_to: Optional[Path] = typer.Option(None, "--install-to", help="Install the model at this path instead of the user's models folder."),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="'int8': also try static int8 (kept if top-1 drops <= 1 point)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="'int8': also try static int8, else float16-stored weights (each kept if top-1 drops <= 1 point); 'fp16': only the latter."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for initialisation, shuffling and augmentation (the validation split keeps the recipe's)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, max=4096, help="Images per training batch."),
     stopping: Optional[str] = typer.Option(None, "--stopping", help="Stopping policy by name (built-in or from a plugin)."),
@@ -84,7 +84,7 @@ def export(
                                               show_default="best.keras of the domain's latest run"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="ONNX file to write.",
                                           show_default="model.onnx beside the checkpoint"),
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="'int8': also write a static int8 model (needs --data)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="'int8': also write a static int8 model, else float16-stored weights; 'fp16': only the latter (needs --data)."),
     data: Optional[Path] = typer.Option(None, "--data", help="The training data: parity on its validation images, metrics, calibration, open-set score, int8 calibration."),
     unknown_data: list[str] = typer.Option([], "--unknown-data", help="Photos that are NOT of this domain, for its open-set score: DIR, or DOMAIN=DIR to use that domain's training side only (repeatable)."),
 ) -> None:

@@ -36,7 +36,15 @@ from tagteller.errors import TagtellerError
 OOD_OUTPUT = "ood_score"
 EMBEDDING_OUTPUT = "embedding"
 PROBABILITIES = "probabilities"
-SYNTHETIC_TRAIN, SYNTHETIC_HELDOUT = 250, 250
+SYNTHETIC_TRAIN, SYNTHETIC_HELDOUT = 500, 250
+#: The nodes :func:`rewrite` adds (the network's own may be named ``tagteller_...`` too: a Keras
+#: model's name prefixes its layers); :func:`strip_open_set` removes them.
+ADDED_NODES = frozenset({
+    "tagteller_floor", "tagteller_log", "tagteller_temperature_scaling", "tagteller_calibrated_softmax",
+    "tagteller_features_sum", "tagteller_features_mean", "tagteller_embedding", "tagteller_gate",
+    "tagteller_gate_bias", "tagteller_gate_sigmoid", "tagteller_ood_score",
+})
+UNCALIBRATED = "tagteller_uncalibrated_probabilities"
 SCORE_TEXT = ("logistic gate on the L2-normalised penultimate features: the domain's training images "
               "against unknown ones (other domains' training images and generated noise, flat, gradient "
               "and stripe images); ood_score is its probability that the image is not of this domain")
@@ -61,6 +69,17 @@ def probabilities_output(proto: Any) -> str:
     return PROBABILITIES if PROBABILITIES in names else names[0]
 
 
+QDQ = ("QuantizeLinear", "DequantizeLinear")
+
+
+def _past_quantization(producers: dict[str, Any], name: str) -> Any:
+    """The node that makes tensor ``name``, looking through quantize/dequantize nodes."""
+    node = producers.get(name)
+    while node is not None and node.op_type in QDQ:
+        node = producers.get(node.input[0])
+    return node
+
+
 def find_heads(proto: Any) -> list[Head]:
     """Each softmax that makes ``probabilities``, with its logits and penultimate features."""
     graph = proto.graph
@@ -77,14 +96,16 @@ def find_heads(proto: Any) -> list[Head]:
         seen.add(node.name)
         if node.op_type == "Softmax":
             logits = node.input[0]
-            linear = producers.get(logits)
+            linear = _past_quantization(producers, logits)
             if linear is not None and linear.op_type == "Add":
-                linear = producers.get(linear.input[0]) or linear
+                linear = _past_quantization(producers, linear.input[0]) or linear
             if linear is None or linear.op_type not in ("MatMul", "Gemm"):
                 raise TagtellerError("cannot find the dense layer before the softmax")
             heads.append(Head(node.name, logits, linear.input[0]))
         elif node.op_type in ("Add", "Mul", "Identity", "Div", "Sum", "Mean"):
             stack.extend(node.input)
+        elif node.op_type in QDQ:  # an int8 copy: look through its quantize/dequantize pairs
+            stack.append(node.input[0])
     if not heads:
         raise TagtellerError("no Softmax feeds 'probabilities'")
     heads.sort(key=lambda h: h.softmax)
@@ -144,7 +165,7 @@ def rewrite(proto: Any, heads: list[Head], temperature: float, w: np.ndarray, b:
     # is Softmax(logits / T); for an image and its mirror averaged it keeps the averaged answer's
     # order, so no top-1 answer changes.
     output = probabilities_output(new)
-    raw = "tagteller_uncalibrated_probabilities"
+    raw = UNCALIBRATED
     for node in graph.node:
         node.output[:] = [raw if o == output else o for o in node.output]
         node.input[:] = [raw if i == output else i for i in node.input]
@@ -205,6 +226,54 @@ def _sort_topologically(graph: Any) -> None:
     graph.node.extend(ordered)
 
 
+def strip_open_set(proto: Any) -> Any:
+    """The network alone: ``proto`` without what :func:`rewrite` added (calibration, embedding,
+    gate), its ``probabilities`` the network's own again, so a better gate or temperature can be
+    fitted to a shipped model without retraining it. Also for an int8 copy, whose quantizer may
+    have wrapped the added nodes: whatever no longer feeds ``probabilities`` is dropped."""
+    new = copy.deepcopy(proto)
+    graph = new.graph
+    if UNCALIBRATED not in {o for node in graph.node for o in node.output}:
+        return new  # never rewritten
+    output = probabilities_output(new)
+    # drop the added nodes and everything computed from the network's own probabilities (in an
+    # int8 copy that includes the quantize/dequantize pairs wrapped around the added nodes)
+    downstream = {UNCALIBRATED}
+    kept = []
+    for node in graph.node:  # topological order: a node's inputs are made before it
+        if node.name in ADDED_NODES or any(i in downstream for i in node.input):
+            downstream.update(node.output)
+        else:
+            kept.append(node)
+    for node in kept:
+        node.output[:] = [output if o == UNCALIBRATED else o for o in node.output]
+        node.input[:] = [output if i == UNCALIBRATED else i for i in node.input]
+    # keep only what the probabilities output still needs
+    producers = {o: n for n in kept for o in n.output}
+    needed, stack, live = set(), [output], []
+    while stack:
+        name = stack.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        node = producers.get(name)
+        if node is not None:
+            stack.extend(i for i in node.input if i)
+    live = [n for n in kept if any(o in needed for o in n.output)]
+    del graph.node[:]
+    graph.node.extend(live)
+    initializers = [t for t in graph.initializer if t.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    outputs = [o for o in graph.output if o.name == output]
+    del graph.output[:]
+    graph.output.extend(outputs)
+    infos = [v for v in graph.value_info if v.name in needed]
+    del graph.value_info[:]
+    graph.value_info.extend(infos)
+    return new
+
+
 def choose_threshold(proto: Any, val_images: np.ndarray, false_rejection: float = openset.FALSE_REJECTION) -> tuple[float, float]:
     """``(threshold, share of val_images it rejects)`` from the model's own ``ood_score``."""
     scores = run(proto, val_images, [OOD_OUTPUT])[OOD_OUTPUT]
@@ -212,9 +281,19 @@ def choose_threshold(proto: Any, val_images: np.ndarray, false_rejection: float 
     return threshold, float((scores > threshold).mean())
 
 
-def rejection_of_synthetic(proto: Any, threshold: float, shape: tuple[int, int, int], seed: int) -> dict[str, float]:
+def synthetic(count: int, shape: tuple[int, int, int], preprocessing: Any, seed: int) -> tuple[np.ndarray, list[str]]:
+    """Generated unknowns at the model's input ``shape``: put through the model's preprocessing
+    from other sizes when it is known (:func:`tagteller.openset.prepared_synthetic_unknowns`),
+    else drawn at the input size."""
+    if preprocessing is not None:
+        return openset.prepared_synthetic_unknowns(count, shape[:2], preprocessing, seed)
+    return openset.synthetic_unknowns(count, *shape, seed=seed)
+
+
+def rejection_of_synthetic(proto: Any, threshold: float, shape: tuple[int, int, int], seed: int,
+                           preprocessing: Any = None) -> dict[str, float]:
     """The share of held-out generated images (a seed the gate never saw) answered unknown, per kind."""
-    images, kinds = openset.synthetic_unknowns(SYNTHETIC_HELDOUT, *shape, seed=seed)
+    images, kinds = synthetic(SYNTHETIC_HELDOUT, shape, preprocessing, seed)
     scores = run(proto, images, [OOD_OUTPUT])[OOD_OUTPUT]
     kinds_arr = np.array(kinds)
     return {k: round(float((scores[kinds_arr == k] > threshold).mean()), 4) for k in dict.fromkeys(kinds)}
@@ -228,12 +307,15 @@ class OpenSetFit:
 
 
 def add_open_set(proto: Any, val_images: np.ndarray, val_labels: np.ndarray, own_images: np.ndarray,
-                 unknown_images: np.ndarray, unknown_sources: dict[str, int], seed: int = 0) -> OpenSetFit:
-    """Fit and add calibration and the open-set score (see the module docstring)."""
+                 unknown_images: np.ndarray, unknown_sources: dict[str, int], seed: int = 0,
+                 preprocessing: Any = None) -> OpenSetFit:
+    """Fit and add calibration and the open-set score (see the module docstring). With the
+    model's ``preprocessing`` (a :class:`tagteller.preprocessing.Preprocessing`), the generated
+    unknowns reach the gate as the engine would decode them."""
     heads = find_heads(proto)
     shape = tuple(int(d) for d in val_images.shape[1:])
-    synthetic, _ = openset.synthetic_unknowns(SYNTHETIC_TRAIN, *shape, seed=seed)
-    negatives = np.concatenate([np.asarray(unknown_images, np.float32).reshape(-1, *shape), synthetic])
+    generated, _ = synthetic(SYNTHETIC_TRAIN, shape, preprocessing, seed)
+    negatives = np.concatenate([np.asarray(unknown_images, np.float32).reshape(-1, *shape), generated])
     val_features, val_logits = features_and_logits(proto, heads, val_images)
     own_features, _ = features_and_logits(proto, heads, own_images)
     unknown_features, _ = features_and_logits(proto, heads, negatives)
@@ -262,7 +344,7 @@ def add_open_set(proto: Any, val_images: np.ndarray, val_labels: np.ndarray, own
         "val_false_rejection": round(rejected, 6), "target_false_rejection": openset.FALSE_REJECTION,
         "embedding_output": EMBEDDING_OUTPUT,
         "negatives": {**unknown_sources, "generated": SYNTHETIC_TRAIN},
-        "generated_rejection": rejection_of_synthetic(new, threshold, shape, seed + 1),
+        "generated_rejection": rejection_of_synthetic(new, threshold, shape, seed + 1, preprocessing),
     }
     del val_features
     return OpenSetFit(new, calibration, open_set)

@@ -274,6 +274,8 @@ class OpenSetData:
 
 #: At most this many training images stand for the domain in the open-set gate.
 GATE_OWN_IMAGES = 1000
+#: ``--quantize``: int8 (falling back to fp16 when it loses more than a point) or fp16 alone.
+QUANTIZE_CHOICES = (None, "int8", "fp16")
 
 
 def open_set_data(val_labels: np.ndarray, train_images: np.ndarray, unknown_specs: Sequence[str], recipe: Recipe,
@@ -289,20 +291,67 @@ def open_set_data(val_labels: np.ndarray, train_images: np.ndarray, unknown_spec
     return OpenSetData(np.asarray(val_labels), own, unknown, sources, seed)
 
 
+def _smaller_copy(kind: str, proto: Any, info: ModelInfo, output: Path, val_images: np.ndarray,
+                  val_samples: Sequence[Sample], calibration_images: np.ndarray | None, measurement: Any,
+                  metrics: dict[str, Any], log: Log) -> tuple[Path, Any] | None:
+    """Write an ``int8`` (static QDQ) or ``fp16`` (float16-stored weights) copy of ``proto``
+    beside ``output``, with its own open-set threshold, and measure it; keep it (return its path
+    and measurement, and put its figures in ``metrics[kind]``) when validation top-1 drops by at
+    most :data:`~tagteller.train.export.INT8_MAX_DROP`, else delete it."""
+    from tagteller.train.export import (
+        INT8_CALIBRATION_IMAGES,
+        INT8_MAX_DROP,
+        half_precision_weights,
+        quantize_int8,
+        write_model_file,
+    )
+    from tagteller.train.install import measure_model
+
+    path = output.with_name(f"{output.stem}-{kind}.onnx")
+    if kind == "int8":
+        log(f"quantizing to int8 (static, calibrated on {min(len(calibration_images), INT8_CALIBRATION_IMAGES)} "
+            "training images)")
+        small = quantize_int8(proto, calibration_images)
+        method = "int8-static-qdq"
+    else:
+        log("storing the weights as float16 (computed in float32)")
+        small = half_precision_weights(proto)
+        method = "fp16-weights"
+    small_info = info
+    if info.open_set is not None:  # the copy's scores differ a little: its own threshold
+        from tagteller.train.open_set import choose_threshold
+
+        threshold, rejected = choose_threshold(small, np.asarray(val_images, np.float32))
+        small_info = dataclasses.replace(info, open_set={**info.open_set, "threshold": round(threshold, 6),
+                                                         "val_false_rejection": round(rejected, 6)})
+    write_model_file(small, small_info, path)
+    m = measure_model(path, val_samples)
+    drop = measurement.accuracy - m.accuracy
+    kept = drop <= INT8_MAX_DROP + 1e-12
+    figures = {"val_accuracy": round(m.accuracy, 6), "macro_f1": round(m.macro_f1, 6),
+               "size_bytes": path.stat().st_size, "float_size_bytes": output.stat().st_size,
+               "accuracy_drop": round(drop, 6), "kept": kept}
+    metrics[kind] = figures
+    log(f"{kind}: accuracy {m.accuracy:.4f} (float {measurement.accuracy:.4f}), "
+        f"{figures['size_bytes'] / 1e6:.2f} MB vs {figures['float_size_bytes'] / 1e6:.2f} MB: "
+        f"{'kept' if kept else 'dropped (more than 1 point lost)'}")
+    if not kept:
+        path.unlink(missing_ok=True)
+        return None
+    small_metrics = {**m.as_metrics(), "quantization": method, "parity": metrics["parity"],
+                     "float": {"val_accuracy": metrics["val_accuracy"], "macro_f1": metrics["macro_f1"]},
+                     **{k: metrics[k] for k in ("int8", "fp16") if k in metrics}}
+    write_model_file(small, dataclasses.replace(small_info, metrics=small_metrics), path)
+    return path, m
+
+
 def export_model(keras_model: Any, output: Path, domain: str, labels: Sequence[str], recipe: Recipe,
                  training: dict[str, Any], version: str, val_images: np.ndarray, val_samples: Sequence[Sample],
                  quantize: str | None, calibration_images: np.ndarray | None, log: Log,
                  fallback_metrics: dict[str, Any] | None = None, open_set: OpenSetData | None = None) -> Exported:
     """ONNX + parity + calibration and open-set score (with ``open_set``) + metadata (+ int8)
     for ``keras_model``; measured on ``val_samples`` with the engine when there are any."""
-    from tagteller.train.export import (
-        INT8_CALIBRATION_IMAGES,
-        INT8_MAX_DROP,
-        parity_check,
-        quantize_int8,
-        to_onnx,
-        write_model_file,
-    )
+    from tagteller.train.export import parity_check, to_onnx, write_model_file
     from tagteller.train.install import measure_model
 
     if recipe.test_time_flip:
@@ -319,7 +368,7 @@ def export_model(keras_model: Any, output: Path, domain: str, labels: Sequence[s
         from tagteller.train.open_set import add_open_set
 
         fit = add_open_set(proto, np.asarray(val_images, np.float32), open_set.val_labels, open_set.own_images,
-                           open_set.unknown_images, open_set.sources, open_set.seed)
+                           open_set.unknown_images, open_set.sources, open_set.seed, recipe.preprocessing)
         proto = fit.proto
         info = dataclasses.replace(info, open_set=fit.open_set, calibration=fit.calibration)
         log(f"calibrated: temperature {fit.calibration['temperature']:.3f}, ECE {fit.calibration['ece_before']:.3f} -> "
@@ -338,40 +387,19 @@ def export_model(keras_model: Any, output: Path, domain: str, labels: Sequence[s
             f"macro-F1 {measurement.macro_f1:.4f}")
     metrics["parity"] = parity.as_dict()
     candidate = output
-    if quantize == "int8" and parity.passed and calibration_images is not None and measurement is not None:
-        int8_path = output.with_name(output.stem + "-int8.onnx")
-        log(f"quantizing to int8 (static, calibrated on {min(len(calibration_images), INT8_CALIBRATION_IMAGES)} "
-            "training images)")
-        int8_proto = quantize_int8(proto, calibration_images)
-        info8 = info
-        if info.open_set is not None:  # the int8 model's scores differ a little: its own threshold
-            from tagteller.train.open_set import choose_threshold
-
-            threshold8, rejected8 = choose_threshold(int8_proto, np.asarray(val_images, np.float32))
-            info8 = dataclasses.replace(info, open_set={**info.open_set, "threshold": round(threshold8, 6),
-                                                        "val_false_rejection": round(rejected8, 6)})
-        write_model_file(int8_proto, info8, int8_path)
-        m8 = measure_model(int8_path, val_samples)
-        drop = measurement.accuracy - m8.accuracy
-        kept = drop <= INT8_MAX_DROP + 1e-12
-        int8_figures = {"val_accuracy": round(m8.accuracy, 6), "macro_f1": round(m8.macro_f1, 6),
-                        "size_bytes": int8_path.stat().st_size, "float_size_bytes": output.stat().st_size,
-                        "accuracy_drop": round(drop, 6), "kept": kept}
-        metrics["int8"] = int8_figures
-        log(f"int8: accuracy {m8.accuracy:.4f} (float {measurement.accuracy:.4f}), "
-            f"{int8_figures['size_bytes'] / 1e6:.2f} MB vs {int8_figures['float_size_bytes'] / 1e6:.2f} MB: "
-            f"{'kept' if kept else 'dropped (more than 1 point lost)'}")
-        if kept:
-            int8_metrics = {**m8.as_metrics(), "quantization": "int8-static-qdq", "parity": metrics["parity"],
-                            "float": {"val_accuracy": metrics["val_accuracy"], "macro_f1": metrics["macro_f1"]},
-                            "int8": int8_figures}
-            write_model_file(int8_proto, dataclasses.replace(info8, metrics=int8_metrics), int8_path)
-            candidate = int8_path
-            measurement = m8
-        else:
-            int8_path.unlink(missing_ok=True)
-    elif quantize == "int8":
-        log("warning: int8 quantization skipped (it needs a passed parity check and the data: --data DIR)")
+    if quantize in ("int8", "fp16") and parity.passed and measurement is not None:
+        tries = ["int8", "fp16"] if quantize == "int8" else ["fp16"]
+        for kind in tries:
+            if kind == "int8" and calibration_images is None:
+                log("warning: int8 quantization skipped (it needs calibration images: --data DIR)")
+                continue
+            smaller = _smaller_copy(kind, proto, info, output, val_images, val_samples, calibration_images,
+                                    measurement, metrics, log)
+            if smaller is not None:
+                candidate, measurement = smaller
+                break
+    elif quantize is not None:
+        log(f"warning: --quantize {quantize} skipped (it needs a passed parity check and the data: --data DIR)")
     write_model_file(proto, dataclasses.replace(info, metrics=metrics), output)
     return Exported(output, parity, metrics, measurement, candidate)
 
@@ -386,8 +414,8 @@ def train_domain(domain: Domain, options: TrainOptions, prompter: Prompter | Non
     prompter = prompter or NeverAsk()
     recipe = effective_recipe(domain.recipe, options)
     policy = choose_policy(domain, options.stopping, options.stop_params)
-    if options.quantize not in (None, "int8"):
-        raise TagtellerError(f"--quantize {options.quantize!r}: only 'int8' is supported")
+    if options.quantize not in QUANTIZE_CHOICES:
+        raise TagtellerError(f"--quantize {options.quantize!r}: 'int8' or 'fp16'")
     data = prepare_data(domain, options.data, recipe, options.use_feedback, log)
     seed = options.seed if options.seed is not None else recipe.seed
     keras.utils.set_random_seed(seed)
@@ -591,8 +619,8 @@ def export_checkpoint(domain: Domain, checkpoint: Path | None, output: Path | No
     from tagteller.train.model import load_checkpoint
     from tagteller.train.pipeline import decode_samples
 
-    if quantize not in (None, "int8"):
-        raise TagtellerError(f"--quantize {quantize!r}: only 'int8' is supported")
+    if quantize not in QUANTIZE_CHOICES:
+        raise TagtellerError(f"--quantize {quantize!r}: 'int8' or 'fp16'")
     checkpoint = Path(checkpoint) if checkpoint else latest_checkpoint(domain.name)
     model = load_checkpoint(checkpoint)
     recipe, labels, history = domain.recipe, tuple(domain.labels), {}
