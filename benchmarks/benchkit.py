@@ -3,9 +3,10 @@
 
 Owns what every benchmark needs and nothing a single benchmark measures:
 
-- the **benchmark model**: the ``shoes`` recipe (MobileNet v1 alpha 0.25, at the recipe's input
-  size) built with the training side's :func:`~tagteller.train.model.build_classifier` from the
-  shared ImageNet weights (random weights when absent), its head fitted for a few epochs on the
+- the **benchmark model**: the ``shoes`` recipe (its backbone at its input size: EfficientNet-Lite0
+  at 224 px since session 3, MobileNet v1 alpha 0.25 before) built with the training side's
+  :func:`~tagteller.train.model.build_classifier` from the recipe's ImageNet weights (random
+  weights when they are not installed, or with ``--quick``), its head fitted for a few epochs on the
   shoes training split when that dataset is present, saved as ``.keras`` (the seed-style side) and
   exported with the training side's ONNX export and metadata (tagteller's side), plus a static QDQ
   int8 copy. It is built once per cache folder, in a child process (only that child imports
@@ -50,7 +51,6 @@ DEFAULT_RESULTS = REPO / "BENCHMARKS.md"
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 PHOTO_SOURCES = tuple(SHARED_DATASETS / name for name in ("products", "shoes", "clothing-tags"))
 SHOES_DATA = SHARED_DATASETS / "shoes"
-IMAGENET_WEIGHTS = REPO.parent / "shared" / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
 DOMAIN = "shoes"
 #: Phone-photo sizes the photo set is scaled to (longest side, pixels) and its JPEG quality.
 PHOTO_LONGEST_SIDE = (1600, 2400)
@@ -343,7 +343,7 @@ class BenchModel:
             return f"{self.onnx}"
         head = f"head fitted {a['head_epochs']} epochs on {a['train_images']} shoes photos" if a.get("head_epochs") \
             else "untrained head"
-        return (f"shoes recipe: MobileNet alpha 0.25, {a['input_size'][0]}x{a['input_size'][1]}, "
+        return (f"shoes recipe: {a.get('backbone', 'MobileNet alpha 0.25')}, {a['input_size'][0]}x{a['input_size'][1]}, "
                 f"weights {a['weights']}, {head}; ONNX parity with Keras: {a['parity']}")
 
 
@@ -353,6 +353,14 @@ def recipe_input_size() -> list[int]:
     from tagteller import plugins
 
     return list(plugins.get_domain(DOMAIN).recipe.input_size)
+
+
+def recipe_backbone() -> str:
+    """The backbone of the recipe the benchmark model is built with (a cached model built on
+    another is rebuilt)."""
+    from tagteller import plugins
+
+    return plugins.get_domain(DOMAIN).recipe.backbone
 
 
 def model_dir(cache: Path, quick: bool) -> Path:
@@ -369,9 +377,12 @@ def ensure_model(args: argparse.Namespace, need_keras: bool = False) -> BenchMod
         return BenchModel(Path(args.model), Path(keras) if keras else None, None, {})
     folder = model_dir(cache_root(args.cache), args.quick)
     about_file = folder / "build.json"
-    if about_file.is_file() and json.loads(about_file.read_text()).get("input_size") != recipe_input_size():
-        print(f"the shoes recipe's input size changed: rebuilding the benchmark model in {folder}", flush=True)
-        about_file.unlink()
+    if about_file.is_file():
+        built = json.loads(about_file.read_text())
+        if built.get("input_size") != recipe_input_size() or built.get("backbone", "MobileNet") != recipe_backbone():
+            print(f"the shoes recipe's backbone or input size changed: rebuilding the benchmark model in {folder}",
+                  flush=True)
+            about_file.unlink()
     if not about_file.is_file():
         if not has_tensorflow():
             raise SystemExit("error: building the benchmark model needs the [train] extra (tensorflow); "
@@ -434,7 +445,7 @@ def _build_model(out: Path, quick: bool) -> None:
     from tagteller import plugins
     from tagteller.atomic import atomic_write_text
     from tagteller.modelfile import ModelInfo
-    from tagteller.train.backbones import WeightsChoice
+    from tagteller.train.backbones import WeightsChoice, WeightsUnavailableError, resolve_weights
     from tagteller.train.export import parity_check, quantize_int8, to_onnx, write_model_file
     from tagteller.train.model import build_classifier, compile_model, save_checkpoint, set_unfrozen
     from tagteller.train.pipeline import decode_samples, training_dataset
@@ -443,8 +454,13 @@ def _build_model(out: Path, quick: bool) -> None:
     domain = plugins.get_domain(DOMAIN)
     recipe = domain.recipe
     labels = domain.labels
-    use_imagenet = IMAGENET_WEIGHTS.is_file() and not quick
-    weights = WeightsChoice("file", IMAGENET_WEIGHTS) if use_imagenet else WeightsChoice("none")
+    weights = WeightsChoice("none")
+    if not quick:
+        try:
+            weights = resolve_weights(recipe.weights, recipe.backbone, recipe.backbone_options, recipe.input_size)
+        except WeightsUnavailableError as exc:
+            print(f"benchmark model: random weights ({exc})", flush=True)
+    use_imagenet = weights.kind == "file"
     model = build_classifier(recipe, len(labels), weights)
     split = shoes_split(quick)
     head_epochs = 0
@@ -481,7 +497,7 @@ def _build_model(out: Path, quick: bool) -> None:
     int8_proto = quantize_int8(proto, calibration)
     write_model_file(int8_proto, dataclasses.replace(info, metrics={"quantization": "int8-static-qdq"}),
                      out / "model-int8.onnx")
-    about = {"weights": "imagenet" if use_imagenet else "random", "head_epochs": head_epochs,
+    about = {"backbone": recipe.backbone, "weights": "imagenet" if use_imagenet else "random", "head_epochs": head_epochs,
              "train_images": train_count, "input_size": list(recipe.input_size),
              "parity": parity.describe(), "calibration_images": len(calibration),
              "build_s": round(time.perf_counter() - started, 1)}

@@ -49,7 +49,10 @@ def section(path: Path, crossval: dict) -> str:
     head = f"pooling: {recipe.get('pooling', 'avg')}"
     if recipe.get("test_time_flip"):
         head += ", answers averaged with the mirror image (test-time flip)"
-    lines.append(f"| backbone | {t.get('backbone', '?')}{f' ({opts})' if opts else ''}, weights: {t.get('weights') or 'none'}; "
+    weights = t.get("weights") or "none"
+    if weights not in ("none", "imagenet") and ("/" in weights or "\\" in weights):
+        weights = f"ImageNet ({Path(weights).name})"  # a path on the machine that trained it says nothing here
+    lines.append(f"| backbone | {t.get('backbone', '?')}{f' ({opts})' if opts else ''}, weights: {weights}; "
                  f"{head} |")
     lines.append(f"| input | {info.height}x{info.width} {info.color_mode}, preprocessing `{info.preprocessing.to_json()}` |")
     lines.append(f"| validation accuracy | **{_pct(m.get('val_accuracy'))}** on {m.get('val_count', '?')} images |")
@@ -65,8 +68,10 @@ def section(path: Path, crossval: dict) -> str:
                      f" (`{cv['command']}`) |")
     cal = info.calibration
     if cal:
+        floor = (f"; a perfectly calibrated model would score about {cal['ece_noise_floor']:.3f} on halves of "
+                 f"{cal['images'] // 2} images" if "ece_noise_floor" in cal else "")
         lines.append(f"| calibration | temperature {cal['temperature']:.3f}; ECE {cal['ece_before']:.3f} before, "
-                     f"**{cal['ece_after']:.3f}** after (fitted on one half of the validation split, measured on the other) |")
+                     f"**{cal['ece_after']:.3f}** after (fitted on one half of the validation split, measured on the other{floor}) |")
     ood = info.open_set
     if ood:
         generated = ", ".join(f"{k} {_pct(v)}" for k, v in (ood.get("generated_rejection") or {}).items())
@@ -74,8 +79,14 @@ def section(path: Path, crossval: dict) -> str:
         lines.append(f"| open set | output `{ood['output']}` > {ood['threshold']:.4f} is unknown; rejects "
                      f"{_pct(ood.get('val_false_rejection'))} of its validation images; held-out generated images rejected: "
                      f"{generated}; gate trained against: {negatives} |")
-    if "int8" in m:
-        lines.append(f"| int8 | {m['int8']} |")
+    stored = {"int8-static-qdq": "int8 (static QDQ, per-channel weights; head in float32)",
+              "fp16-weights": "weights stored as float16, computed in float32"}.get(m.get("quantization"), "float32")
+    tried = "; ".join(f"{kind} tried: top-1 {_pct(m[kind]['val_accuracy'])} ({m[kind]['size_bytes'] / 1e6:.1f} MB), "
+                      f"{'kept' if m[kind]['kept'] else 'not kept: more than a point lost'}"
+                      for kind in ("int8", "fp16") if isinstance(m.get(kind), dict))
+    floating = m.get("float") or {}
+    lines.append(f"| stored as | {stored}" + (f"; float32 top-1 {_pct(floating['val_accuracy'])}" if floating else "")
+                 + (f"; {tried}" if tried else "") + " |")
     parity = m.get("parity") or {}
     if parity:
         lines.append(f"| parity vs Keras | max abs diff {parity.get('max_abs_diff', '?')}, top-1 agreement {parity.get('top1_agreement', '?')} |")
@@ -84,7 +95,9 @@ def section(path: Path, crossval: dict) -> str:
     lines.append(f"| size | {path.stat().st_size / 1e6:.2f} MB, model version {info.model_version}, created {info.created} |")
     lines.append(f"| reproduce | `.venv/bin/python scripts/build_models.py --only {info.domain}` |")
     if t.get("command_line"):
-        lines.append(f"| train command | `{t['command_line']}` |")
+        # paths on the machine that built it, shown relative to the repository
+        command = t["command_line"].replace(f"{REPO.parent}/shared/", "../shared/").replace(f"{REPO}/", "")
+        lines.append(f"| train command | `{command}` |")
     if domain is not None and domain.data_source:
         lines.append(f"| data and licence | {domain.data_source}; see `data/{info.domain}.md` |")
     if recipe:
@@ -108,8 +121,13 @@ def matrix_section(data: dict) -> str:
         lines.append(f"| {model} | " + " | ".join(_pct(row[c]) for c in columns) + " |")
     nd = data.get("no_domain") or {}
     if nd:
+        named = (f"; **{_pct(nd['named_accuracy'])}** are answered with their own domain or, when every model "
+                 "rejects them, name it as the closest" if "named_accuracy" in nd else "")
+        cost = (f" Scanning with all {len(matrix)} models took {nd['ms_per_image_all_models']:.1f} ms per image against "
+                f"{nd['ms_per_image_own_model']:.1f} ms with the image's own model alone (2 cores, batches of 16)."
+                if "ms_per_image_all_models" in nd else "")
         lines += ["", f"Without `--domain` (every model runs, the most confident acceptance answers): **{_pct(nd['accuracy'])}** "
-                  f"of {nd['images']} validation images get their own domain.", "",
+                  f"of {nd['images']} validation images are accepted by their own domain{named}.{cost}", "",
                   "| images of | answered as |", "|---|---|"]
         for source, answers in nd["answers"].items():
             lines.append(f"| {source} | " + ", ".join(f"{k} {v}" for k, v in sorted(answers.items(), key=lambda kv: -kv[1])) + " |")

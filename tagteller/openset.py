@@ -6,7 +6,8 @@ numpy only (the training side fits with it, the tests and benchmarks measure wit
 - :func:`fit_temperature`: the temperature T that minimises the negative log-likelihood of the
   validation labels under ``softmax(logits / T)`` (Guo et al. 2017), by a log-spaced search
   refined around its best point (a one-parameter convex problem: no optimiser needed).
-- :func:`expected_calibration_error`: ECE with equal-width confidence bins.
+- :func:`expected_calibration_error`: ECE with equal-width confidence bins;
+  :func:`ece_noise_floor`: what a perfectly calibrated model would still score on so few images.
 - :func:`fit_gate`: balanced, L2-regularised logistic regression telling the domain's own
   (training) images from unknown ones, on L2-normalised penultimate features (outlier exposure,
   Hendrycks et al. 2019). Its probability of "unknown" is the model's ``ood_score``.
@@ -89,6 +90,40 @@ def cross_fitted_ece(branches: list[np.ndarray], labels: np.ndarray, seed: int =
         p = averaged_probabilities([b[measure_on] for b in branches], t)
         errors.append(expected_calibration_error(p, labels[measure_on]))
     return float(np.mean(errors)) if errors else 0.0
+
+
+def ece_noise_floor(confidence: np.ndarray, bins: int = ECE_BINS, draws: int = 200, seed: int = 0) -> float:
+    """The ECE a *perfectly* calibrated model would still show on this many images: each image
+    right with probability equal to its confidence, ECE measured, averaged over ``draws``. On a
+    few dozen images this floor is itself several points, so an ECE near it is as good as the
+    split can show."""
+    c = np.asarray(confidence, np.float64)
+    if len(c) == 0:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(c, edges[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for _ in range(draws):
+        correct = (rng.random(len(c)) < c).astype(np.float64)
+        total += sum((which == b).mean() * abs(correct[which == b].mean() - c[which == b].mean())
+                     for b in range(bins) if (which == b).any())
+    return float(total / draws)
+
+
+def cross_fitted_ece_floor(branches: list[np.ndarray], labels: np.ndarray, seed: int = 0) -> float:
+    """:func:`ece_noise_floor` for the halves :func:`cross_fitted_ece` measures on, averaged."""
+    labels = np.asarray(labels, int)
+    order = np.random.default_rng(seed).permutation(len(labels))
+    halves = (order[: len(order) // 2], order[len(order) // 2:])
+    floors = []
+    for fit_on, measure_on in (halves, halves[::-1]):
+        if len(fit_on) == 0 or len(measure_on) == 0:
+            continue
+        t = fit_temperature([b[fit_on] for b in branches], labels[fit_on])
+        p = averaged_probabilities([b[measure_on] for b in branches], t)
+        floors.append(ece_noise_floor(p.max(axis=1), seed=seed))
+    return float(np.mean(floors)) if floors else 0.0
 
 
 def l2_normalise(features: np.ndarray) -> np.ndarray:

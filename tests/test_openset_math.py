@@ -139,3 +139,19 @@ def test_prepared_synthetic_unknowns_come_through_the_models_preprocessing():
     again, _ = openset.prepared_synthetic_unknowns(25, (20, 30), grey, seed=4)
     np.testing.assert_array_equal(images, again)
     assert prepare(np.zeros((5, 5, 3), np.uint8), (20, 30), grey).shape == (20, 30, 1)
+
+
+def test_ece_noise_floor_is_what_a_calibrated_model_scores_and_shrinks_with_more_images():
+    rng = np.random.default_rng(7)
+    small = rng.uniform(0.4, 1.0, 60)
+    large = rng.uniform(0.4, 1.0, 6000)
+    floor_small, floor_large = openset.ece_noise_floor(small), openset.ece_noise_floor(large)
+    assert floor_large < 0.02 < floor_small < 0.2
+    # a model that is calibrated by construction scores about its floor
+    scores = []
+    for draw in range(40):
+        correct = rng.random(60) < small
+        probs = np.stack([small, 1 - small], axis=1)
+        labels = np.where(correct, 0, 1)
+        scores.append(openset.expected_calibration_error(probs, labels))
+    assert np.mean(scores) == pytest.approx(floor_small, rel=0.25)

@@ -326,6 +326,8 @@ def add_open_set(proto: Any, val_images: np.ndarray, val_labels: np.ndarray, own
         "temperature": round(temperature, 6),
         "ece_before": round(openset.expected_calibration_error(openset.averaged_probabilities(val_logits), labels), 6),
         "ece_after": round(openset.cross_fitted_ece(val_logits, labels, seed), 6),
+        # what a perfectly calibrated model would score on halves this small (ECE is biased upwards)
+        "ece_noise_floor": round(openset.cross_fitted_ece_floor(val_logits, labels, seed), 6),
         "ece_after_in_sample": round(openset.expected_calibration_error(
             openset.averaged_probabilities(val_logits, temperature), labels), 6),
         "bins": openset.ECE_BINS, "images": int(len(labels)),
