@@ -79,17 +79,23 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
 def cross_fitted_ece(branches: list[np.ndarray], labels: np.ndarray, seed: int = 0) -> float:
     """ECE of temperature scaling on images it was not fitted on: two random halves, each
     scaled with the temperature fitted on the other, the two ECEs averaged."""
+    return _on_cross_fitted_halves(branches, labels, seed, expected_calibration_error)
+
+
+def _on_cross_fitted_halves(branches: list[np.ndarray], labels: np.ndarray, seed: int, measure) -> float:
+    """``measure(probabilities, labels)`` on each of two random halves, scaled with the
+    temperature fitted on the other half; the mean of the two."""
     labels = np.asarray(labels, int)
     order = np.random.default_rng(seed).permutation(len(labels))
     halves = (order[: len(order) // 2], order[len(order) // 2:])
-    errors = []
+    values = []
     for fit_on, measure_on in (halves, halves[::-1]):
         if len(fit_on) == 0 or len(measure_on) == 0:
             continue
         t = fit_temperature([b[fit_on] for b in branches], labels[fit_on])
         p = averaged_probabilities([b[measure_on] for b in branches], t)
-        errors.append(expected_calibration_error(p, labels[measure_on]))
-    return float(np.mean(errors)) if errors else 0.0
+        values.append(measure(p, labels[measure_on]))
+    return float(np.mean(values)) if values else 0.0
 
 
 def ece_noise_floor(confidence: np.ndarray, bins: int = ECE_BINS, draws: int = 200, seed: int = 0) -> float:
@@ -113,17 +119,7 @@ def ece_noise_floor(confidence: np.ndarray, bins: int = ECE_BINS, draws: int = 2
 
 def cross_fitted_ece_floor(branches: list[np.ndarray], labels: np.ndarray, seed: int = 0) -> float:
     """:func:`ece_noise_floor` for the halves :func:`cross_fitted_ece` measures on, averaged."""
-    labels = np.asarray(labels, int)
-    order = np.random.default_rng(seed).permutation(len(labels))
-    halves = (order[: len(order) // 2], order[len(order) // 2:])
-    floors = []
-    for fit_on, measure_on in (halves, halves[::-1]):
-        if len(fit_on) == 0 or len(measure_on) == 0:
-            continue
-        t = fit_temperature([b[fit_on] for b in branches], labels[fit_on])
-        p = averaged_probabilities([b[measure_on] for b in branches], t)
-        floors.append(ece_noise_floor(p.max(axis=1), seed=seed))
-    return float(np.mean(floors)) if floors else 0.0
+    return _on_cross_fitted_halves(branches, labels, seed, lambda p, _: ece_noise_floor(p.max(axis=1), seed=seed))
 
 
 def l2_normalise(features: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ when that is set (tests and portable installs use it)::
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import platformdirs
@@ -57,3 +58,26 @@ def runs_dir(domain: str) -> Path:
 
 def feedback_dir(domain: str) -> Path:
     return data_dir() / "feedback" / validate_domain_name(domain)
+
+
+_ABSOLUTE = re.compile(r"(?<![^\s\"'=(])/(?:[^\s\"'=()]+)")
+
+
+def portable_paths(text: str, base: Path | None = None) -> str:
+    """``text`` (a command line, say) with each absolute path made machine-neutral, for what a
+    shipped model records about how it was made: under ``base`` (the working folder) relative to
+    it, under its parent as ``../...``, elsewhere only its last part (``.../name``)."""
+    base = (base or Path.cwd()).resolve()
+
+    def neutral(match: re.Match[str]) -> str:
+        path = Path(match.group(0))
+        for root, prefix in ((base, ""), (base.parent, "../")):
+            try:
+                rel = path.relative_to(root)
+            except ValueError:
+                continue
+            return prefix + (rel.as_posix() if str(rel) != "." else ".")
+        return f".../{path.name}"
+
+    return _ABSOLUTE.sub(neutral, text)
+

@@ -233,3 +233,15 @@ def test_cli_refuses_escaping_names_and_writes_nothing(tmp_path, photo, isolated
     assert line.startswith("error: ") and words in line
     assert _files_under(tmp_path.parent) == before
     assert not any(".." in p or "evil" in p for p in _files_under(isolated_home))
+
+
+def test_portable_paths_keep_no_absolute_path_of_the_building_machine(tmp_path):
+    from tagteller.paths import portable_paths
+
+    repo = tmp_path / "work" / "main"
+    line = (f"tagteller train --domain shoes {tmp_path}/work/shared/datasets/shoes --install-to {repo}/models/shoes.onnx "
+            f"--unknown-data books={tmp_path}/work/shared/datasets/book-covers --weights /opt/w/lite0.pth --epochs 3")
+    assert portable_paths(line, repo) == (
+        "tagteller train --domain shoes ../shared/datasets/shoes --install-to models/shoes.onnx "
+        "--unknown-data books=../shared/datasets/book-covers --weights .../lite0.pth --epochs 3")
+    assert portable_paths("no paths here, a/b relative", repo) == "no paths here, a/b relative"

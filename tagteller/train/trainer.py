@@ -39,7 +39,7 @@ from tagteller.errors import DatasetError, TagtellerError
 from tagteller.evaluate.evaluate import keys_sha256
 from tagteller.modelfile import ModelInfo
 from tagteller.names import validate_labels
-from tagteller.paths import installed_model_path, runs_dir
+from tagteller.paths import installed_model_path, portable_paths, runs_dir
 from tagteller.stopping import StoppingPolicy
 from tagteller.train import runs
 from tagteller.train.prompt import NeverAsk, Prompter
@@ -210,8 +210,13 @@ def prepare_data(domain: Domain, root: Path, recipe: Recipe, use_feedback: bool,
 
 def training_summary(history: dict[str, Any], recipe: Recipe, weights: str, data: PreparedData | None,
                      command_line: str) -> dict[str, Any]:
-    """The ``training`` metadata of a model: backbone, recipe, history summary, data, time."""
+    """The ``training`` metadata of a model: backbone, recipe, history summary, data, time.
+    Paths are recorded relative to the working folder (:func:`tagteller.paths.portable_paths`):
+    a shipped model says how it was made, not where."""
     epochs = history.get("epochs") or []
+    if weights and Path(str(weights)).is_absolute():
+        weights = Path(str(weights)).name
+    command_line = portable_paths(command_line) if command_line else command_line
     return {
         "run_id": history.get("run_id"),
         "backbone": recipe.backbone,
