@@ -8,6 +8,9 @@ Owns what ``tagteller demo`` does below the command line:
   (:mod:`tagteller.atomic`); a cached file whose md5 is wrong is fetched again;
 - an offline copy (``--from DIR``): the same two idx files, checked against the published md5s
   when they are the official ones, accepted with a note when they are not;
+- the packaged sample (:data:`PACKAGED_SAMPLE`): 1,000 images, 100 a class, of the ``apparel``
+  model's own validation split of the training set (never trained on), in the same idx format,
+  which the demo scans when the official split cannot be downloaded, saying so;
 - scanning the images with a model through the shared engine, exactly as ``tagteller scan`` does,
   and scoring the answers: accuracy, per-class recall and precision, macro-F1, images per second.
 
@@ -60,6 +63,11 @@ MIRRORS: tuple[str, ...] = (
     "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
 )
 PROJECT_PAGE = "https://github.com/zalandoresearch/fashion-mnist"
+#: 1,000 Fashion-MNIST images (MIT), 100 per class, drawn (seed 0) from the ``apparel`` model's
+#: validation split of the *training* set: images it never trained on, for a demo without network.
+PACKAGED_SAMPLE = Path(__file__).resolve().parent / "samples" / "fashion-mnist"
+SAMPLE_DESCRIPTION = ("the 1,000-image sample that ships with tagteller (Fashion-MNIST training-set images "
+                      "the apparel model held out for validation, not the official test split)")
 #: Seconds to wait for a connection or for the next bytes before giving up on a mirror.
 DOWNLOAD_TIMEOUT_S = 30.0
 #: A mirror that sends more than this is not sending the 4.4 MB file asked for.
@@ -298,7 +306,7 @@ class DemoResult:
     model_version: str
     model_source: str
     data_folder: Path
-    data_origin: str  # "cache", "download" or "from"
+    data_origin: str  # "cache", "download", "from" or "sample"
     official: bool
     classes: list[ClassScore] = field(init=False)
 
@@ -413,9 +421,13 @@ def format_report(result: DemoResult) -> Iterator[str]:
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value * 100:.2f}%"
 
-    origin = {"cache": "cached", "download": "downloaded", "from": "offline copy"}.get(result.data_origin, result.data_origin)
-    check = "official, md5 verified" if result.official else "not the official files"
-    yield f"data:     Fashion-MNIST test split, {result.total} images ({origin}, {check}): {result.data_folder}"
+    if result.data_origin == "sample":
+        yield f"data:     {SAMPLE_DESCRIPTION}, {result.total} images: {result.data_folder}"
+    else:
+        origin = {"cache": "cached", "download": "downloaded", "from": "offline copy"}.get(result.data_origin,
+                                                                                         result.data_origin)
+        check = "official, md5 verified" if result.official else "not the official files"
+        yield f"data:     Fashion-MNIST test split, {result.total} images ({origin}, {check}): {result.data_folder}"
     yield f"model:    {result.model_path} (version {result.model_version}, {result.model_source})"
     yield f"accuracy: {pct(result.accuracy)} ({result.correct} of {result.total})"
     yield f"macro-F1: {result.macro_f1:.4f}"

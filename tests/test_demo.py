@@ -145,7 +145,21 @@ def test_demo_json_with_limit_parses_and_scores_the_first_images(tmp_path, model
     assert report["failed"] == []
 
 
-def test_offline_without_a_copy_is_one_line_and_exit_2(monkeypatch, model):
+def test_offline_scans_the_packaged_sample_and_says_so(monkeypatch):
+    mirror = FakeMirror(Path("/nonexistent"), fail_hosts=("amazonaws.com", "githubusercontent.com"))
+    monkeypatch.setattr(demo, "download", mirror)
+    result = run()  # the shipped apparel model
+    assert result.exit_code == 0, result.stderr
+    assert "could not download" in result.stderr and "sample that ships with tagteller" in result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("data:     the 1,000-image sample") and "not the official test split" in first
+    accuracy = float(re.search(r"accuracy: ([\d.]+)%", result.stdout).group(1))
+    assert accuracy >= 90.0  # the shipped model on images it never trained on
+    assert len([line for line in result.stdout.splitlines() if line.startswith("  ") and "100" in line]) >= 10
+
+
+def test_offline_without_a_copy_or_sample_is_one_line_and_exit_2(monkeypatch, model, tmp_path):
+    monkeypatch.setattr(demo, "PACKAGED_SAMPLE", tmp_path / "no-sample")
     mirror = FakeMirror(Path("/nonexistent"), fail_hosts=("amazonaws.com", "githubusercontent.com"))
     monkeypatch.setattr(demo, "download", mirror)
     result = run()
@@ -191,6 +205,7 @@ def test_wrong_bytes_from_every_mirror_are_refused_and_not_cached(tmp_path, monk
     images, labels = make_split()
     upstream = write_split(tmp_path / "upstream", images, labels)
     monkeypatch.setattr(demo, "download", FakeMirror(upstream))  # serves files with other md5s
+    monkeypatch.setattr(demo, "PACKAGED_SAMPLE", tmp_path / "no-sample")  # the error, not the fallback
     result = run()
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
@@ -288,6 +303,7 @@ def test_real_download_falls_back_to_the_second_mirror(local_mirror, monkeypatch
 def test_download_reports_the_http_error_of_each_mirror(local_mirror, monkeypatch, model):
     base, _good = local_mirror
     monkeypatch.setattr(demo, "MIRRORS", (f"{base}/missing/", f"{base}/gone/"))
+    monkeypatch.setattr(demo, "PACKAGED_SAMPLE", Path("/nonexistent/no-sample"))  # the error, not the fallback
     result = run()
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()

@@ -59,8 +59,14 @@ def demo(
             with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                           TransferSpeedColumn(), TimeRemainingColumn(), console=stderr.real(), transient=True,
                           disable=not stderr.is_terminal) as bar:
-                fetched = fashion.cached_test_split(folder, progress=bar, note=note)
-            official, origin = True, ("download" if fetched else "cache")
+                try:
+                    fetched = fashion.cached_test_split(folder, progress=bar, note=note)
+                    official, origin = True, ("download" if fetched else "cache")
+                except fashion.DownloadError as exc:
+                    if not (fashion.PACKAGED_SAMPLE / fashion.OFFICIAL_FILES[0].name).is_file():
+                        raise
+                    note(f"{exc}; meanwhile scanning {fashion.SAMPLE_DESCRIPTION}")
+                    folder, official, origin = fashion.PACKAGED_SAMPLE, False, "sample"
 
         with Progress(TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=stderr.real(), transient=True,
