@@ -963,3 +963,94 @@ def test_a_new_label_without_photos_leaves_the_list(client):
     assert palette_labels() == list(RGB_LABELS)
     assert_error(post_feedback(client, png_bytes((0, 120, 120)), domain="palette", label="teal"), 400,
                  "send new_label=true")
+
+
+# -- `tagteller serve`: the real port, the address a phone opens ---------------------------------
+
+def start_serve(*args: str) -> tuple[subprocess.Popen, list[str]]:
+    """``tagteller serve ARGS`` in a subprocess; returns it once it printed its page URL, and the
+    lines it printed until then."""
+    env = {**os.environ, "TAGTELLER_PLUGINS": ""}
+    proc = subprocess.Popen([str(TAGTELLER), "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=env, text=True)
+    lines: list[str] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if "Application startup complete" in line:
+            return proc, lines
+    proc.kill()
+    proc.communicate(timeout=10)
+    pytest.fail("tagteller serve did not start:\n" + "\n".join(lines))
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.communicate(timeout=15)
+
+
+def printed_url(lines: list[str], words: str) -> str:
+    import re
+
+    found = [re.search(r"http://\S+?/(?=\s|$)", line) for line in lines if words in line]
+    assert found and found[0], f"no line with {words!r} and a URL in {lines}"
+    return found[0].group(0)
+
+
+def test_serve_on_port_0_prints_the_port_it_got(domains):
+    proc, lines = start_serve("--port", "0")
+    try:
+        url = printed_url(lines, "scanner page at")
+        assert url.startswith("http://127.0.0.1:") and not url.startswith("http://127.0.0.1:0/")
+        assert httpx.get(url + "healthz", timeout=5).json()["status"] == "ok"
+    finally:
+        stop(proc)
+
+
+def test_serve_on_every_interface_prints_an_address_a_phone_can_open(domains):
+    from tagteller.serve.addresses import lan_address
+
+    proc, lines = start_serve("--host", "0.0.0.0", "--port", "0", "--qr")
+    try:
+        assert not any("0.0.0.0:" in line for line in lines if "http://" in line), lines
+        local = printed_url(lines, "scanner page at")
+        assert httpx.get(local + "healthz", timeout=5).status_code == 200
+        lan = lan_address()
+        if lan is None:
+            assert any("no network address found" in line for line in lines), lines
+        else:
+            network = printed_url(lines, "on a phone on the same network, open")
+            assert network == f"http://{lan}:{local.rsplit(':', 1)[1]}"
+            assert httpx.get(network + "healthz", timeout=5).status_code == 200
+            assert sum("█" in line for line in lines) > 10  # the QR code (--qr: also when not a terminal)
+    finally:
+        stop(proc)
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(domains):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(build_app(), ["serve", "--port", str(port)])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}: address already in use" in lines[0], lines
+
+
+def test_page_urls_for_each_kind_of_host(monkeypatch):
+    from tagteller.serve import addresses
+
+    monkeypatch.setattr(addresses, "lan_address", lambda ipv6=False: "192.168.1.20")
+    assert addresses.page_urls("0.0.0.0", 8123) == addresses.PageUrls("http://127.0.0.1:8123/",
+                                                                      "http://192.168.1.20:8123/")
+    assert addresses.page_urls("::", 8123).network == "http://192.168.1.20:8123/"
+    assert addresses.page_urls("127.0.0.1", 80) == addresses.PageUrls("http://127.0.0.1:80/", None)
+    assert addresses.page_urls("::1", 80).local == "http://[::1]:80/"
+    assert addresses.page_urls("10.0.0.5", 80).network == "http://10.0.0.5:80/"
+    monkeypatch.setattr(addresses, "lan_address", lambda ipv6=False: None)
+    offline = addresses.page_urls("0.0.0.0", 8123)
+    assert offline.network is None and offline.no_lan_address
