@@ -5,7 +5,8 @@
 - ``GET /``: the scanner page (``static/index.html``; no external resources).
 - ``GET /healthz``: liveness, without loading any model.
 - ``GET /v1/domains``: each domain's name, description, labels, model and model version, and
-  what its feedback inbox accepts (``allow_new_labels``, ``feedback_labels``).
+  what its feedback inbox accepts (``allow_new_labels``, ``feedback_labels``); ``limits`` has the
+  upload limit and the image formats a scan decodes.
 - ``POST /v1/scan?domain=X&top_k=K[&price=P&currency=C][&accept_unknown=true]``: classify one
   image sent as multipart (``file`` field) or as a raw ``image/*`` / ``application/octet-stream``
   body; answers the record of :func:`tagteller.output.result_record` plus ``top_k``, ``price``,
@@ -25,8 +26,8 @@
   with Swagger UI and ReDoc served from the ``fastapi-offline`` package (no CDN).
 
 Bad input is never a 500: 400 (content type, undecodable image, bad parameters, refused label,
-malformed multipart), 404 (unknown domain), 413 (upload too large), 503 (domain without a usable
-model, or with ``any``: no domain has one, for scans). Every error body is ``{"status": "error", "error": REASON, "code": CODE}``.
+malformed multipart, a price list with bad rows to rewrite), 404 (unknown domain), 413 (upload too
+large), 503 (domain without a usable model, or with ``any``: no domain has one, for scans). Every error body is ``{"status": "error", "error": REASON, "code": CODE}``.
 """
 
 from __future__ import annotations
