@@ -221,6 +221,19 @@ def test_phone_viewport_fits_and_screenshot(browser, server_url, tmp_path):
         shot = Path(os.environ.get("TAGTELLER_SERVE_SCREENSHOT", tmp_path / "serve-phone.png"))
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
+        # The pending state (photo, spinner, Cancel) fits too.
+        held: list = []
+        page.route("**/v1/scan*", lambda route: held.append(route))
+        page.set_input_files("#photo", str(solid_image(tmp_path / "next.jpg", (0, 0, 200), size=(300, 400))))
+        expect(page.locator("#pending")).to_be_visible()
+        box = page.locator("#pending").bounding_box()
+        cancel = page.locator("#cancel").bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+        assert cancel["x"] + cancel["width"] <= 390 and cancel["height"] >= 44
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.screenshot(path=str(shot.with_name(shot.stem + "-pending.png")))
+        page.click("#cancel")
+        page.unroute_all(behavior="ignoreErrors")
     finally:
         context.close()
 

@@ -289,6 +289,7 @@
   // What is being typed there is kept while the deal is checked again for another asking price.
   function resetTypical(record) {
     const currency = typicalCurrency(record);
+    typical.dataset.currency = currency; // what Save uses: the currency the title names
     typicalTitle.textContent = record.typical_known
       ? `Change the typical price of ${record.label} (${currency})`
       : `Set the typical price of ${record.label} (${currency})`;
@@ -365,7 +366,7 @@
       return;
     }
     const query = new URLSearchParams({ domain: lastScan.domain, label: lastScan.label, low, high,
-                                        currency: typicalCurrency(null) });
+                                        currency: typical.dataset.currency || typicalCurrency(null) });
     typicalSave.disabled = true;
     setTypicalStatus("Saving…", false);
     try {
