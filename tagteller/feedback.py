@@ -261,9 +261,27 @@ def _ignored_files(domain_name: str) -> list[str]:
     return ignored
 
 
+def _ignored_folders(domain_name: str) -> list[dict[str, str]]:
+    """Folders in the inbox whose names are no valid label (made by hand, or filed before a label
+    rule was added: a device name, mixed scripts...): training ignores them, so they are said."""
+    folder = feedback_dir(domain_name)
+    if not folder.is_dir():
+        return []
+    ignored = []
+    for entry in sorted(folder.iterdir()):
+        if not entry.is_dir() or entry.name.startswith("."):
+            continue
+        try:
+            validate_label(entry.name)
+        except InvalidNameError as exc:
+            ignored.append({"path": str(entry), "reason": str(exc)})
+    return ignored
+
+
 def feedback_stats(domain: Any) -> dict[str, Any]:
     """Counts for one domain's inbox: total, per label, labels new to the domain, bytes, the
-    latest filing time, and files in the inbox that are not tagteller's (ignored by training)."""
+    latest filing time, and files and folders in the inbox that are not tagteller's (ignored by
+    training)."""
     name = domain if isinstance(domain, str) else domain.name
     validate_domain_name(name)
     items = list_feedback(name)
@@ -282,6 +300,7 @@ def feedback_stats(domain: Any) -> dict[str, Any]:
         "bytes": sum(item.size for item in items),
         "last_filed": latest.isoformat(timespec="seconds") if latest else None,
         "ignored_files": _ignored_files(name),
+        "ignored_folders": _ignored_folders(name),
     }
 
 
