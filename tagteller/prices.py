@@ -140,6 +140,18 @@ def check_paid_unit(amount: Decimal, currency: str, what: str = "price") -> Deci
     return amount
 
 
+def check_asking_price(amount: Decimal, currency: str, what: str = "price") -> Decimal:
+    """:func:`check_paid_unit`, and no more decimals than the currency has: ``1.000`` EUR is
+    refused as ambiguous (one euro, or a thousand with a ``.`` thousands separator?)."""
+    check_paid_unit(amount, currency, what)
+    decimals = max(0, -int(amount.as_tuple().exponent))
+    if decimals > minor_units(currency):
+        plain = _plain(amount)
+        grouped = f" (if '.' separates thousands, write {plain.replace('.', '')})" if decimals == 3 else ""
+        raise PriceError(f"{what} {plain}: {currency} has {minor_units(currency)} decimals, not {decimals}{grouped}")
+    return amount
+
+
 def _quantize(amount: Decimal, currency: str) -> Decimal:
     return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_UP)
 

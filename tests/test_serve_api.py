@@ -1054,3 +1054,18 @@ def test_page_urls_for_each_kind_of_host(monkeypatch):
     monkeypatch.setattr(addresses, "lan_address", lambda ipv6=False: None)
     offline = addresses.page_urls("0.0.0.0", 8123)
     assert offline.network is None and offline.no_lan_address
+
+
+@pytest.mark.parametrize("price, currency, fragment", [
+    ("1.000", "EUR", "price 1.000: EUR has 2 decimals, not 3 (if '.' separates thousands, write 1000)"),
+    ("1.5", "JPY", "price 1.5: JPY has 0 decimals, not 1"),
+])
+def test_more_decimals_than_the_currency_has_is_ambiguous(client, price, currency, fragment):
+    assert_error(client.get("/v1/deal", params={"domain": "colours", "label": "red", "price": price,
+                                                "currency": currency}), 400, fragment)
+    # Without a currency, the typical range's decides.
+    prices.set_price("colours", "red", "60", "90", currency=currency)
+    assert_error(client.get("/v1/deal", params={"domain": "colours", "label": "red", "price": price}), 400, fragment)
+    body = client.get("/v1/deal", params={"domain": "colours", "label": "red", "price": "0.005",
+                                          "currency": "KWD"}).json()
+    assert body["price_paid"] == "0.005"  # three decimals are right in Kuwaiti dinar

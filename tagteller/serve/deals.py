@@ -6,8 +6,9 @@ code), each as a query parameter or a multipart form field, not both. They follo
 ``tagteller scan --price``/``--currency`` (:func:`tagteller.prices.parse_amount`,
 :func:`tagteller.prices.validate_currency`): a price is a number more than 0 written in ASCII
 digits with ``.`` as decimal point (no ``,``, ``_`` or exponent), at least one smallest unit of
-its currency (:func:`tagteller.prices.check_paid_unit`: the given currency, else the typical
-range's); ``currency`` only goes with a price.
+its currency and with no more decimals than it has (:func:`tagteller.prices.check_asking_price`:
+the given currency, else the typical range's; ``1.000`` EUR is ambiguous); ``currency`` only goes
+with a price.
 
 Every scan record carries the fields ``tagteller scan --price`` writes into JSON records
 (:data:`tagteller.prices.DEAL_FIELDS`: ``price_paid``, ``typical_low``, ``typical_high``,
@@ -25,7 +26,7 @@ from decimal import Decimal
 from typing import Any, Optional
 
 from tagteller.errors import TagtellerError
-from tagteller.prices import (DEAL_FIELDS, check_paid_unit, deal_for, deal_result_fields, parse_amount,
+from tagteller.prices import (DEAL_FIELDS, check_asking_price, deal_for, deal_result_fields, parse_amount,
                               validate_currency)
 from tagteller.serve.errors import ApiError
 
@@ -64,7 +65,7 @@ def _parse(price: Optional[str], currency: Optional[str]) -> tuple[Optional[Deci
         paid = parse_amount(price, PRICE_FIELD) if price is not None else None
         code = validate_currency(currency) if currency is not None else None
         if paid is not None and code is not None:
-            check_paid_unit(paid, code, PRICE_FIELD)
+            check_asking_price(paid, code, PRICE_FIELD)
         return paid, code
     except TagtellerError as exc:
         raise ApiError(400, str(exc)) from None
@@ -107,7 +108,7 @@ def deal_fields(domain: str, record: dict[str, Any], asking: Optional[AskingPric
         return fields
     if deal is not None and asking.currency is None:  # the range's currency is known only now
         try:
-            check_paid_unit(asking.paid, deal.currency, PRICE_FIELD)
+            check_asking_price(asking.paid, deal.currency, PRICE_FIELD)
         except TagtellerError as exc:
             raise ApiError(400, str(exc)) from None
     fields.update(deal_result_fields(deal, label, asking.currency, record.get("sure", True)))
