@@ -497,3 +497,22 @@ def test_a_photo_the_browser_cannot_draw_is_sent_as_it_is(page, server_url, rece
     # The bytes are not a real photo: the server's reason is shown (a real HEIC is told, see imaging).
     expect(page.locator("#error")).to_contain_text("Could not scan IMG_0001.HEIC: ")
     assert received == [("IMG_0001.HEIC", heic)]
+
+
+@pytest.mark.parametrize("path, rendered", [("docs", ".swagger-ui .info .title"), ("redoc", "h1")])
+def test_api_docs_render_offline(page, server_url, path, rendered):
+    """Swagger UI and ReDoc come from the server itself: with every other host cut off, they render."""
+    outside: list[str] = []
+
+    def only_this_server(route):
+        if route.request.url.startswith(server_url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_this_server)
+    page.goto(server_url + path)
+    expect(page.locator(rendered).first).to_contain_text("tagteller")
+    assert outside == []
+    page.unroute_all(behavior="ignoreErrors")
