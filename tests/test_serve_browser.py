@@ -402,6 +402,12 @@ def test_pending_state_clears_the_old_answer_and_cancel_aborts(page, server_url,
     expect(page.locator("#error")).to_be_hidden()
     page.wait_for_timeout(100)  # the failure event follows the abort
     assert len(failed) == 1 and "domain=colours" in failed[0]
+    # Escape cancels too.
+    page.set_input_files("#photo", str(solid_image(tmp_path / "green2.png", (0, 190, 0))))
+    expect(pending).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(pending).to_be_hidden()
+    expect(page.locator("#status")).to_have_text("Scan cancelled.")
     page.unroute_all(behavior="ignoreErrors")
     # The next photo scans as usual.
     page.set_input_files("#choose", str(solid_image(tmp_path / "red2.png", (220, 0, 0))))

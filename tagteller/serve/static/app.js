@@ -544,6 +544,10 @@
     statusLine.textContent = "Scan cancelled.";
   });
 
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && scanRequest) cancelButton.click();
+  });
+
   typicalForm.addEventListener("submit", (event) => {
     event.preventDefault();
     saveTypical();
