@@ -5,9 +5,10 @@ Layout: ``tagteller.paths.feedback_dir(domain)/<label>/<sha256 of the file's byt
 - **Content-addressed**: the name is the SHA-256 of the exact bytes, so filing the same photo
   twice is recognised ("already filed") and stores nothing new. Filing it again under another
   label moves it (the latest correction wins; one photo never teaches two answers).
-- **Checked before filing**: the label must be valid (:func:`tagteller.names.validate_label`)
-  and one of the domain's labels; a new label only with ``new_label=True`` and only for a domain
-  with ``allow_new_labels`` (a label filed that way is known from then on). The image must
+- **Checked before filing**: the label is put in NFKC form and must be valid
+  (:func:`tagteller.names.normalize_label`) and one of the domain's labels; a new label only
+  with ``new_label=True`` and only for a domain with ``allow_new_labels`` (a label filed that
+  way is known while it has photos in the inbox). The image must
   decode fully with Pillow (:func:`tagteller.imaging.open_image`) and be a JPEG, PNG, WebP, GIF,
   BMP or TIFF; the original bytes are stored unchanged.
 - **Atomic**: files are written through :mod:`tagteller.atomic`.
@@ -33,7 +34,7 @@ from tagteller.atomic import atomic_write_bytes
 from tagteller.datasets import Sample
 from tagteller.errors import ImageError, InvalidNameError, TagtellerError
 from tagteller.imaging import MAX_FILE_BYTES, open_image
-from tagteller.names import validate_domain_name, validate_label
+from tagteller.names import normalize_label, validate_domain_name, validate_label
 from tagteller.paths import data_dir, feedback_dir
 
 #: Pillow format name -> the extension a filed image gets (all in datasets.IMAGE_EXTENSIONS).
@@ -115,23 +116,32 @@ def inbox_labels(domain_name: str) -> list[str]:
     return found
 
 
+def _has_filed_photos(folder: Path) -> bool:
+    return any(_FILED_NAME_RE.match(p.name) and p.is_file() and not p.is_symlink() for p in folder.iterdir())
+
+
 def known_labels(domain: Any) -> list[str]:
-    """The domain's labels, plus (when it allows new labels) those already added to its inbox."""
+    """The domain's labels, plus (when it allows new labels) the new ones that still have filed
+    photos in its inbox: a new label whose photos were all moved to another label is gone."""
     dom = _domain(domain)
     labels = list(dom.labels)
     if dom.allow_new_labels:
-        labels += [label for label in inbox_labels(dom.name) if label not in labels]
+        folder = feedback_dir(dom.name)
+        labels += [label for label in inbox_labels(dom.name)
+                   if label not in labels and _has_filed_photos(folder / label)]
     return labels
 
 
 def check_label(domain: Any, label: str, new_label: bool = False) -> str:
     """Return ``label`` if an image may be filed under it; otherwise raise with the reason.
 
+    ``label`` is first put in Unicode NFKC form (:func:`tagteller.names.normalize_label`: a
+    fullwidth ``ｒｅｄ`` is ``red``); mixed scripts, a trailing dot and device names are refused.
     Known labels always pass. An unknown one needs ``new_label=True`` and a domain that allows
     new labels, and may not differ from a known label only in letter case (``Nike``/``nike``).
     """
     dom = _domain(domain)
-    label = validate_label(label)
+    label = normalize_label(label)
     known = known_labels(dom)
     if label in known:
         return label
@@ -251,9 +261,27 @@ def _ignored_files(domain_name: str) -> list[str]:
     return ignored
 
 
+def _ignored_folders(domain_name: str) -> list[dict[str, str]]:
+    """Folders in the inbox whose names are no valid label (made by hand, or filed before a label
+    rule was added: a device name, mixed scripts...): training ignores them, so they are said."""
+    folder = feedback_dir(domain_name)
+    if not folder.is_dir():
+        return []
+    ignored = []
+    for entry in sorted(folder.iterdir()):
+        if not entry.is_dir() or entry.name.startswith("."):
+            continue
+        try:
+            validate_label(entry.name)
+        except InvalidNameError as exc:
+            ignored.append({"path": str(entry), "reason": str(exc)})
+    return ignored
+
+
 def feedback_stats(domain: Any) -> dict[str, Any]:
     """Counts for one domain's inbox: total, per label, labels new to the domain, bytes, the
-    latest filing time, and files in the inbox that are not tagteller's (ignored by training)."""
+    latest filing time, and files and folders in the inbox that are not tagteller's (ignored by
+    training)."""
     name = domain if isinstance(domain, str) else domain.name
     validate_domain_name(name)
     items = list_feedback(name)
@@ -272,6 +300,7 @@ def feedback_stats(domain: Any) -> dict[str, Any]:
         "bytes": sum(item.size for item in items),
         "last_filed": latest.isoformat(timespec="seconds") if latest else None,
         "ignored_files": _ignored_files(name),
+        "ignored_folders": _ignored_folders(name),
     }
 
 

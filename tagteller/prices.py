@@ -37,7 +37,7 @@ from typing import Any, Literal
 from tagteller import plugins
 from tagteller.atomic import atomic_write_text
 from tagteller.errors import InvalidNameError, TagtellerError
-from tagteller.names import validate_domain_name, validate_label
+from tagteller.names import normalize_label, validate_domain_name, validate_label
 from tagteller.paths import config_dir
 
 #: The columns of a price list file, in order. ``currency`` and ``note`` may be left out.
@@ -58,6 +58,8 @@ _MINOR_UNITS = {
     **{code: 4 for code in ("CLF", "UYW")},
 }
 _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+# A price as people write it: ASCII digits, at most one '.', no exponent or digit grouping.
+_PLAIN_NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 
 class PriceError(TagtellerError):
@@ -70,10 +72,13 @@ def parse_amount(value: object, what: str = "price") -> Decimal:
     """A positive, finite amount as a Decimal, from text like ``"12.50"`` (or an int/Decimal).
 
     Refuses zero, negative numbers, NaN/infinity, a comma as decimal point (ambiguous: "1,000")
-    and booleans; floats are read through their shortest text form (``12.5`` -> ``"12.5"``).
+    and booleans. Text must be plain ASCII digits with at most one ``.``: ``1_000``, ``1e3`` and
+    other scripts' digits (``١٢``) are refused too. Floats are read through their shortest text
+    form (``12.5`` -> ``"12.5"``).
     """
     if isinstance(value, bool) or value is None:
         raise PriceError(f"{what} must be a number, got {value!r}")
+    typed = isinstance(value, str)  # text a person wrote (a float's repr may use an exponent)
     if isinstance(value, float):
         value = repr(value)
     if isinstance(value, str):
@@ -82,10 +87,17 @@ def parse_amount(value: object, what: str = "price") -> Decimal:
             raise PriceError(f"{what} is empty")
         if "," in text:
             raise PriceError(f"{what} {value!r}: use '.' as the decimal point and no thousands separator")
+        if "_" in text:
+            raise PriceError(f"{what} {value!r}: write the digits without '_' (e.g. 1000)")
+        if any(ch.isdigit() and not ch.isascii() for ch in text):
+            raise PriceError(f"{what} {value!r}: write it with the digits 0-9")
         try:
             amount = Decimal(text)
         except InvalidOperation:
             raise PriceError(f"{what} {value!r} is not a number") from None
+        if typed and amount.is_finite() and not _PLAIN_NUMBER_RE.fullmatch(text):
+            raise PriceError(f"{what} {value!r}: write it as plain digits with '.' as the decimal point "
+                             "(no exponent), e.g. 1000 or 12.50")
     elif isinstance(value, (int, Decimal)):
         amount = Decimal(value)
     else:
@@ -112,6 +124,32 @@ def validate_currency(code: object) -> str:
 def minor_units(currency: str) -> int:
     """How many decimals the currency uses (2 unless listed as an exception, e.g. JPY 0)."""
     return _MINOR_UNITS.get(currency, 2)
+
+
+def smallest_unit(currency: str) -> Decimal:
+    """The currency's smallest unit: ``0.01`` for EUR, ``1`` for JPY, ``0.001`` for KWD."""
+    return Decimal(1).scaleb(-minor_units(currency))
+
+
+def check_paid_unit(amount: Decimal, currency: str, what: str = "price") -> Decimal:
+    """``amount`` if it is at least one of the currency's smallest units; :class:`PriceError`
+    otherwise (``0.001`` EUR or ``0.5`` JPY is not a price anyone pays)."""
+    unit = smallest_unit(currency)
+    if amount < unit:
+        raise PriceError(f"{what} {_plain(amount)} is less than the smallest {currency} unit ({_plain(unit)})")
+    return amount
+
+
+def check_asking_price(amount: Decimal, currency: str, what: str = "price") -> Decimal:
+    """:func:`check_paid_unit`, and no more decimals than the currency has: ``1.000`` EUR is
+    refused as ambiguous (one euro, or a thousand with a ``.`` thousands separator?)."""
+    check_paid_unit(amount, currency, what)
+    decimals = max(0, -int(amount.as_tuple().exponent))
+    if decimals > minor_units(currency):
+        plain = _plain(amount)
+        grouped = f" (if '.' separates thousands, write {plain.replace('.', '')})" if decimals == 3 else ""
+        raise PriceError(f"{what} {plain}: {currency} has {minor_units(currency)} decimals, not {decimals}{grouped}")
+    return amount
 
 
 def _quantize(amount: Decimal, currency: str) -> Decimal:
@@ -163,6 +201,7 @@ class PriceRange:
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
         object.__setattr__(self, "currency", validate_currency(self.currency))
+        check_paid_unit(low, self.currency, "low")
         note = str(self.note or "").strip()
         if "\n" in note or "\r" in note or len(note) > MAX_NOTE_CHARS:
             raise PriceError(f"note must be one line of at most {MAX_NOTE_CHARS} characters")
@@ -180,6 +219,13 @@ class PriceRange:
         low, high = format_amount(self.low, self.currency), format_amount(self.high, self.currency)
         span = low if low == high else f"{low}-{high}"
         return f"{span} {self.currency}"
+
+
+def range_record(label: str, typical: PriceRange) -> dict[str, Any]:
+    """One label's typical range as data (``tagteller prices list --json`` and the HTTP API)."""
+    return {"label": label, "low": amount_text(typical.low, typical.currency),
+            "high": amount_text(typical.high, typical.currency), "currency": typical.currency,
+            "range": typical.describe(), "note": typical.note, "source": typical.source}
 
 
 Position = Literal["below", "within", "above"]
@@ -380,7 +426,7 @@ def price_label_checker(domain: Any) -> Callable[[str], str]:
     dom = _resolve_domain(domain)
 
     def check(label: str) -> str:
-        label = validate_label(label)
+        label = normalize_label(label)
         if label in dom.labels or dom.allow_new_labels:
             return label
         raise InvalidNameError(f"{label!r} is not a label of domain {dom.name!r} "

@@ -279,3 +279,20 @@ def test_scan_shows_low_confidence_as_not_sure(domains, tmp_path):
     table = run("scan", "-d", "thrift-colours", grey, nearly).stdout.splitlines()
     pct = round(records[1]["confidence"] * 100)
     assert "not sure: 33%" in table[1] and f"not sure: {pct}%" in table[2]
+
+
+def test_inbox_folders_that_are_no_valid_label_are_said_not_silently_dropped(domains):
+    """A folder made by hand, or filed before a label rule existed (a Windows device name, mixed
+    scripts), is left out of training: stats says so, with the reason."""
+    inbox = feedback_dir("thrift-colours")
+    for name in ("CON", "n\u0456ke"):  # a device name; a Cyrillic i
+        (inbox / name).mkdir(parents=True)
+        (inbox / name / ("ab" * 32 + ".png")).write_bytes(b"x")
+    stats = feedback_stats("thrift-colours")
+    reasons = {Path(row["path"]).name: row["reason"] for row in stats["ignored_folders"]}
+    assert set(reasons) == {"CON", "n\u0456ke"}
+    assert "device name" in reasons["CON"] and "mixes Latin and Cyrillic" in reasons["n\u0456ke"]
+    assert feedback_samples("thrift-colours") == []
+    result = CliRunner().invoke(build_app(), ["feedback", "stats", "--domain", "thrift-colours"])
+    assert result.exit_code == 0
+    assert f"warning: {inbox / 'CON'}: training ignores this folder" in result.stderr

@@ -16,7 +16,7 @@ import tagteller
 from tagteller import CsvManifestLayout, Domain, FolderLayout, plugins
 from tagteller.cli import build_app
 from tagteller.errors import InvalidNameError
-from tagteller.names import validate_domain_name, validate_label, validate_labels
+from tagteller.names import normalize_label, validate_domain_name, validate_label, validate_labels
 from tagteller.paths import data_dir, feedback_dir, installed_model_path, runs_dir
 
 #: (bad name, words of the reason) refused as a domain name *and* as a label
@@ -79,6 +79,40 @@ def test_good_domain_names_pass(name):
 @pytest.mark.parametrize("name", ["t-shirt", "Nike Air Max", "C++", "v1.2", "café", "ankle_boot", "x" * 64])
 def test_good_labels_pass(name):
     assert validate_label(name) == name
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("nіke", "mixes Latin and Cyrillic letters ('і' is Cyrillic)"),  # a Cyrillic i
+    ("Ρuma", "mixes Greek and Latin letters"),  # a Greek capital rho
+    ("red.", "ends with '.'"),
+    ("CON", "device name Windows reserves"),
+    ("con", "device name Windows reserves"),
+    ("Aux.jpg", "device name Windows reserves"),
+    ("LPT9", "device name Windows reserves"),
+    ("COM¹", "device name Windows reserves"),
+])
+def test_confusable_and_windows_hostile_labels_are_refused(name, words):
+    with pytest.raises(InvalidNameError) as info:
+        validate_label(name)
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["con", "nul", "com1"])
+def test_device_names_are_no_domain_names(name):
+    with pytest.raises(InvalidNameError, match="device name"):
+        validate_domain_name(name)
+
+
+@pytest.mark.parametrize(("typed", "label"), [("ｎｉｋｅ", "nike"), ("ﬁsh", "fish"), ("COM", "COM"),
+                                               ("Nike Air", "Nike Air"), ("T恤", "T恤"), ("ナイキ Air", "ナイキ Air"),
+                                               ("conga", "conga"), ("Nike Air 2.0", "Nike Air 2.0")])
+def test_typed_labels_are_nfkc_normalised_and_one_script_mixes_pass(typed, label):
+    assert normalize_label(typed) == label
+
+
+def test_normalising_cannot_sneak_a_separator_in():
+    with pytest.raises(InvalidNameError, match="path separator"):
+        normalize_label("a\uff0fb")  # a fullwidth solidus becomes "/"
 
 
 @pytest.mark.parametrize(("labels", "words"), [

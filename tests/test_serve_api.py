@@ -782,3 +782,290 @@ def test_serve_command_serves_on_localhost(domains, tmp_path):
         output, _ = proc.communicate(timeout=15)
     assert f"http://127.0.0.1:{port}/" in output
     assert "warning" not in output.lower()  # loopback: no exposure warning
+
+
+# -- first contact (issue 15): prices as people type them, the deal after the photo, typical prices --
+
+@pytest.mark.parametrize("params, fragment", [
+    ({"price": "1_000"}, "without '_'"),
+    ({"price": "1e3"}, "no exponent"),
+    ({"price": "1E-2"}, "no exponent"),
+    ({"price": "١٢"}, "digits 0-9"),  # Arabic-Indic digits
+    ({"price": "１２"}, "digits 0-9"),  # fullwidth digits
+    ({"price": "0.001", "currency": "EUR"}, "less than the smallest EUR unit (0.01)"),
+    ({"price": "0.5", "currency": "JPY"}, "less than the smallest JPY unit (1)"),
+])
+def test_prices_people_mistype_are_400_with_the_reason(client, params, fragment):
+    response = client.post("/v1/scan", params={"domain": "colours", **params}, content=png_bytes(),
+                           headers={"content-type": "image/png"})
+    assert_error(response, 400, fragment)
+
+
+def test_price_below_the_ranges_smallest_unit_is_400(client):
+    prices.set_price("colours", "red", "60", "90", currency="EUR")
+    assert_error(raw_scan(client, png_bytes((255, 0, 0)), price="0.004"), 400, "smallest EUR unit")
+    # Three decimals are a real amount in Kuwaiti dinar.
+    body = raw_scan(client, png_bytes((255, 0, 0)), price="0.005", currency="KWD").json()
+    assert body["price_paid"] == "0.005" and body["typical_known"] is False
+
+
+def test_deal_for_a_label_already_told(client):
+    prices.set_price("colours", "red", "60", "90", currency="EUR", note="three shops")
+    response = client.get("/v1/deal", params={"domain": "colours", "label": "red", "price": "12.50"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["domain"] == "colours" and body["label"] == "red" and body["price"] == 12.5
+    assert {name: body[name] for name in DEAL_RESPONSE_FIELDS} == {
+        "price_paid": "12.50", "typical_low": "60.00", "typical_high": "90.00", "currency": "EUR",
+        "deal": "typical 60-90 EUR, you pay 12.50: about 83% below", "price_source": "your price list",
+        "typical_known": True, "deal_position": "below",
+    }
+    # The scan's own deal and this one are the same sentence.
+    scanned = raw_scan(client, png_bytes((255, 0, 0)), price="12.50").json()
+    assert {name: scanned[name] for name in DEAL_RESPONSE_FIELDS} == {name: body[name] for name in DEAL_RESPONSE_FIELDS}
+    unsure = client.get("/v1/deal", params={"domain": "colours", "label": "red", "price": "120", "sure": "false"})
+    assert unsure.json()["deal"] == "if it is red: typical 60-90 EUR, you pay 120: about 60% above"
+    unknown = client.get("/v1/deal", params={"domain": "colours", "label": "green", "price": "5"}).json()
+    assert unknown["typical_known"] is False and unknown["deal"] == "no typical price for green"
+
+
+@pytest.mark.parametrize("params, code, fragment", [
+    ({"price": "12,50"}, 400, "use '.' as the decimal point"),
+    ({"price": "1e3"}, 400, "no exponent"),
+    ({"price": "0.001", "currency": "EUR"}, 400, "smallest EUR unit"),
+    ({"price": "5", "currency": "euros"}, 400, "three-letter"),
+    ({"price": None}, 400, "query parameter 'price'"),
+    ({"label": "purple"}, 400, "'purple' is not a label of domain 'colours'"),
+    ({"label": "../red"}, 400, "path separator"),
+    ({"domain": "hats"}, 404, "unknown domain 'hats'"),
+])
+def test_bad_deal_requests_say_why(client, params, code, fragment):
+    query = {k: v for k, v in {"domain": "colours", "label": "red", "price": "10", **params}.items() if v is not None}
+    assert_error(client.get("/v1/deal", params=query), code, fragment)
+
+
+def test_typical_price_set_from_the_api_is_the_cli_price_list(client):
+    response = client.put("/v1/prices", params={"domain": "colours", "label": "red", "low": "60", "high": "90",
+                                                "currency": "eur", "note": "from my phone"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body == {"domain": "colours", "label": "red", "low": "60.00", "high": "90.00", "currency": "EUR",
+                    "range": "60-90 EUR", "note": "from my phone", "source": "your price list", "previous": None,
+                    "path": str(prices.price_list_path("colours")),
+                    "message": "red: typical 60-90 EUR, saved in your price list"}
+    # The very list `tagteller prices` edits and scans read.
+    assert prices.lookup_price("colours", "red") == prices.PriceRange("60", "90", "EUR", "your price list",
+                                                                      "from my phone")
+    listed = CliRunner().invoke(build_app(), ["prices", "list", "--domain", "colours"])
+    assert "red" in listed.output and "60-90 EUR" in listed.output
+    again = client.put("/v1/prices", params={"domain": "colours", "label": "red", "low": "50", "high": "70"}).json()
+    assert again["previous"]["range"] == "60-90 EUR"
+    assert again["message"] == "red: typical 50-70 EUR (was 60-90 EUR), saved in your price list"
+    deal = client.get("/v1/deal", params={"domain": "colours", "label": "red", "price": "60"}).json()
+    assert deal["deal"] == "typical 50-70 EUR, you pay 60: within the typical range"
+
+
+@pytest.mark.parametrize("params, fragment", [
+    ({"low": "12,50"}, "use '.' as the decimal point"),
+    ({"high": "1_000"}, "without '_'"),
+    ({"low": "90", "high": "60"}, "more than high"),
+    ({"low": "0.001"}, "smallest EUR unit"),
+    ({"currency": "euro"}, "three-letter"),
+    ({"label": "purple"}, "not a label of domain 'colours'"),
+    ({"label": "CON"}, "device name"),
+    ({"note": "two\nlines"}, "one line"),
+])
+def test_bad_typical_prices_are_400_and_save_nothing(client, params, fragment):
+    query = {"domain": "colours", "label": "red", "low": "60", "high": "90", **params}
+    assert_error(client.put("/v1/prices", params=query), 400, fragment)
+    assert not prices.price_list_path("colours").exists()
+
+
+def test_typical_price_with_a_bad_row_in_the_list_keeps_the_file(client):
+    path = prices.price_list_path("colours")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "label,low,high,currency,note\nred,60,ninety,EUR,\n"
+    path.write_text(text)
+    assert_error(client.put("/v1/prices", params={"domain": "colours", "label": "blue", "low": "1", "high": "2"}),
+                 400, "fix or delete the bad row")
+    assert path.read_text() == text
+
+
+def test_limits_name_the_image_formats(client):
+    from tagteller.imaging import PHOTO_FORMATS
+
+    formats = client.get("/v1/domains").json()["limits"]["image_formats"]
+    assert {"JPEG", "PNG", "WebP"} <= set(formats)
+    assert len(formats) == len(PHOTO_FORMATS)
+
+
+@pytest.mark.parametrize("content_type", ["image/heic", "image/heif", "image/avif"])
+def test_phone_formats_pass_the_upload_check(client, content_type):
+    """HEIC/HEIF/AVIF are let through to the decoder (raw and multipart): never refused by type."""
+    for response in (scan(client, content=png_bytes((0, 0, 255)), headers={"content-type": content_type}),
+                     scan(client, files={"file": ("IMG_0001.heic", png_bytes((0, 0, 255)), content_type)})):
+        assert response.status_code == 200, response.text
+        assert response.json()["label"] == "blue"
+
+
+def test_docs_pages_work_offline(client):
+    import re
+
+    for page in ("/docs", "/redoc"):
+        response = client.get(page)
+        assert response.status_code == 200
+        html = response.text
+        assert "http://" not in html and "https://" not in html, f"{page} loads something from the internet"
+        assets = re.findall(r"""(?:src|href)=["']?([^"' >]+)""", html) + re.findall(r"url: *'([^']+)'", html)
+        assert any(a.endswith(".js") for a in assets), assets
+        for asset in assets:
+            if asset.startswith("/"):
+                fetched = client.get(asset)
+                assert fetched.status_code == 200, asset
+                assert len(fetched.content) > 100, asset
+
+
+# -- feedback labels as people type them ------------------------------------------------------
+
+@pytest.mark.parametrize("label, fragment", [
+    ("nіke", "mixes Latin and Cyrillic letters"),  # a Cyrillic i
+    ("navy.", "ends with '.'"),
+    ("CON", "device name Windows reserves"),
+    ("nul.txt", "device name Windows reserves"),
+    ("com1", "device name Windows reserves"),
+])
+def test_feedback_labels_that_look_like_others_or_break_folders_are_refused(client, label, fragment):
+    response = post_feedback(client, png_bytes(), domain="palette", label=label, params={"new_label": "true"})
+    assert_error(response, 400, fragment)
+    assert inbox_files("palette") == []
+
+
+def test_feedback_labels_are_nfkc_normalised(client):
+    body = post_feedback(client, png_bytes(), domain="palette", label="ｒｅｄ").json()  # fullwidth letters
+    assert body["label"] == "red" and body["status"] == "filed"
+    body = post_feedback(client, png_bytes((9, 9, 9)), domain="palette", label="ﬁsh",  # the "fi" ligature
+                         params={"new_label": "true"}).json()
+    assert body["label"] == "fish"
+    assert [p.parent.name for p in inbox_files("palette")] == ["fish", "red"]
+
+
+def test_a_new_label_without_photos_leaves_the_list(client):
+    image = png_bytes((0, 128, 128))
+
+    def palette_labels() -> list[str]:
+        rows = client.get("/v1/domains").json()["domains"]
+        return {row["name"]: row for row in rows}["palette"]["feedback_labels"]
+
+    post_feedback(client, image, domain="palette", label="teal", params={"new_label": "true"})
+    assert palette_labels() == [*RGB_LABELS, "teal"]
+    moved = post_feedback(client, image, domain="palette", label="green").json()
+    assert moved["status"] == "relabelled" and moved["previous_label"] == "teal"
+    assert palette_labels() == list(RGB_LABELS)
+    assert_error(post_feedback(client, png_bytes((0, 120, 120)), domain="palette", label="teal"), 400,
+                 "send new_label=true")
+
+
+# -- `tagteller serve`: the real port, the address a phone opens ---------------------------------
+
+def start_serve(*args: str) -> tuple[subprocess.Popen, list[str]]:
+    """``tagteller serve ARGS`` in a subprocess; returns it once it printed its page URL, and the
+    lines it printed until then."""
+    env = {**os.environ, "TAGTELLER_PLUGINS": ""}
+    proc = subprocess.Popen([str(TAGTELLER), "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=env, text=True)
+    lines: list[str] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if "Application startup complete" in line:
+            return proc, lines
+    proc.kill()
+    proc.communicate(timeout=10)
+    pytest.fail("tagteller serve did not start:\n" + "\n".join(lines))
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.communicate(timeout=15)
+
+
+def printed_url(lines: list[str], words: str) -> str:
+    import re
+
+    found = [re.search(r"http://\S+?/(?=\s|$)", line) for line in lines if words in line]
+    assert found and found[0], f"no line with {words!r} and a URL in {lines}"
+    return found[0].group(0)
+
+
+def test_serve_on_port_0_prints_the_port_it_got(domains):
+    proc, lines = start_serve("--port", "0")
+    try:
+        url = printed_url(lines, "scanner page at")
+        assert url.startswith("http://127.0.0.1:") and not url.startswith("http://127.0.0.1:0/")
+        assert httpx.get(url + "healthz", timeout=5).json()["status"] == "ok"
+    finally:
+        stop(proc)
+
+
+def test_serve_on_every_interface_prints_an_address_a_phone_can_open(domains):
+    from tagteller.serve.addresses import lan_address
+
+    proc, lines = start_serve("--host", "0.0.0.0", "--port", "0", "--qr")
+    try:
+        assert not any("0.0.0.0:" in line for line in lines if "http://" in line), lines
+        local = printed_url(lines, "scanner page at")
+        assert httpx.get(local + "healthz", timeout=5).status_code == 200
+        lan = lan_address()
+        if lan is None:
+            assert any("no network address found" in line for line in lines), lines
+        else:
+            network = printed_url(lines, "on a phone on the same network, open")
+            assert network == f"http://{lan}:{local.rsplit(':', 1)[1]}"
+            assert httpx.get(network + "healthz", timeout=5).status_code == 200
+            assert sum("█" in line for line in lines) > 10  # the QR code (--qr: also when not a terminal)
+    finally:
+        stop(proc)
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(domains):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(build_app(), ["serve", "--port", str(port)])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}: address already in use" in lines[0], lines
+
+
+def test_page_urls_for_each_kind_of_host(monkeypatch):
+    from tagteller.serve import addresses
+
+    monkeypatch.setattr(addresses, "lan_address", lambda ipv6=False: "192.168.1.20")
+    assert addresses.page_urls("0.0.0.0", 8123) == addresses.PageUrls("http://127.0.0.1:8123/",
+                                                                      "http://192.168.1.20:8123/")
+    assert addresses.page_urls("::", 8123).network == "http://192.168.1.20:8123/"
+    assert addresses.page_urls("127.0.0.1", 80) == addresses.PageUrls("http://127.0.0.1:80/", None)
+    assert addresses.page_urls("::1", 80).local == "http://[::1]:80/"
+    assert addresses.page_urls("10.0.0.5", 80).network == "http://10.0.0.5:80/"
+    monkeypatch.setattr(addresses, "lan_address", lambda ipv6=False: None)
+    offline = addresses.page_urls("0.0.0.0", 8123)
+    assert offline.network is None and offline.no_lan_address
+
+
+@pytest.mark.parametrize("price, currency, fragment", [
+    ("1.000", "EUR", "price 1.000: EUR has 2 decimals, not 3 (if '.' separates thousands, write 1000)"),
+    ("1.5", "JPY", "price 1.5: JPY has 0 decimals, not 1"),
+])
+def test_more_decimals_than_the_currency_has_is_ambiguous(client, price, currency, fragment):
+    assert_error(client.get("/v1/deal", params={"domain": "colours", "label": "red", "price": price,
+                                                "currency": currency}), 400, fragment)
+    # Without a currency, the typical range's decides.
+    prices.set_price("colours", "red", "60", "90", currency=currency)
+    assert_error(client.get("/v1/deal", params={"domain": "colours", "label": "red", "price": price}), 400, fragment)
+    body = client.get("/v1/deal", params={"domain": "colours", "label": "red", "price": "0.005",
+                                          "currency": "KWD"}).json()
+    assert body["price_paid"] == "0.005"  # three decimals are right in Kuwaiti dinar

@@ -1,5 +1,7 @@
-"""The scanner page in real headless Chromium: choose a domain, upload a photo, read the result,
-the deal check, and send a correction to the feedback inbox.
+"""The scanner page in real headless Chromium: choose a domain, upload (pick, drop or paste) a
+photo, see it pending and cancel it, read the result, the deal check (the price typed before or
+after the photo, as typed: "12,50" is refused, never read as 1250), set a typical price, and send
+a correction to the feedback inbox.
 
 Drives Debian's ``chromium`` (``/usr/bin/chromium``, or ``$TAGTELLER_CHROMIUM``) with Playwright's
 Python package; Playwright's own browser download is never used. ``scripts/install-browser-deps.sh``
@@ -10,10 +12,15 @@ installs both; without them these tests skip and say why. The server is a real u
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import os
+import re
 import threading
 import time
+import urllib.parse
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -30,6 +37,7 @@ if not CHROMIUM.is_file():
                 allow_module_level=True)
 
 import uvicorn  # noqa: E402
+from PIL import Image  # noqa: E402
 
 import tagteller  # noqa: E402
 from tagteller import Domain, paths, plugins, prices  # noqa: E402
@@ -117,6 +125,10 @@ def test_choose_domain_upload_and_read_the_prediction(page, server_url, tmp_path
     photo = page.locator("#photo")
     expect(photo).to_have_attribute("accept", "image/*")
     expect(photo).to_have_attribute("capture", "environment")
+    # Phones' own formats can be picked; the page says what is accepted and how large.
+    expect(page.locator("#choose")).to_have_attribute("accept", "image/*,.heic,.heif,.avif")
+    expect(page.locator("#formats")).to_contain_text("JPEG, PNG")
+    expect(page.locator("#formats")).to_contain_text("up to 256 KB")
     # Domains without a usable model are listed but cannot be chosen.
     for name in ("no-model", "broken-model", "wrong-model"):
         expect(page.locator(f"#domain option[value='{name}']")).to_be_disabled()
@@ -149,8 +161,9 @@ def test_unsure_result_and_errors_are_shown_as_text(page, server_url, tmp_path):
     # No price list: the deal says so and tells how to add one.
     guess = page.locator("#label").text_content()
     expect(page.locator("#deal-text")).to_have_text(f"no typical price for {guess}")
-    expect(page.locator("#deal-hint")).to_have_text(
-        f"Add a typical price with: tagteller prices set --domain colours {guess} LOW HIGH")
+    expect(page.locator("#deal-hint")).to_have_text("Set it below; it is saved in your price list.")
+    expect(page.locator("#typical-title")).to_have_text(f"Set the typical price of {guess} (EUR)")
+    expect(page.locator("#typical-low")).to_be_visible()  # open: no typical price is known yet
 
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"these bytes are not a picture")
@@ -187,10 +200,13 @@ def test_phone_viewport_fits_and_screenshot(browser, server_url, tmp_path):
         expect(page.locator("#confidence")).to_have_text("63%")
         expect(page.locator("#deal-text")).to_have_text("typical 60-90 EUR, you pay 12.50: about 83% below")
         expect(page.locator("#feedback-yes")).to_be_visible()
+        expect(page.locator(".drop-hint")).to_be_hidden()  # no dropping on a phone: no hint
+        page.click("#typical-title")  # "Change the typical price of red": the form fits too
+        expect(page.locator("#typical-low")).to_have_value("60.00")
         sizes = page.evaluate("""() => ({
             scroll: document.documentElement.scrollWidth,
             inner: window.innerWidth,
-            boxes: [...document.querySelectorAll('select, input:not([type=file]), .button, #result, .bar, #deal')]
+            boxes: [...document.querySelectorAll('select, input:not([type=file]), .button, #result, .bar, #deal, summary')]
                 .filter((el) => el.getClientRects().length > 0)
                 .map((el) => { const r = el.getBoundingClientRect();
                                return [el.id || el.className, r.left, r.right, r.height]; }),
@@ -200,11 +216,24 @@ def test_phone_viewport_fits_and_screenshot(browser, server_url, tmp_path):
         for name, left, right, height in sizes["boxes"]:
             assert left >= 0 and right <= 390, name
             if name in ("button", "button primary", "domain", "price", "currency", "feedback-yes", "feedback-label",
-                        "feedback-send"):
+                        "feedback-send", "typical-low", "typical-high", "typical-save", "typical-title"):
                 assert height >= 44, f"touch target {name} is {height} px tall; at least 44 px"
         shot = Path(os.environ.get("TAGTELLER_SERVE_SCREENSHOT", tmp_path / "serve-phone.png"))
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
+        # The pending state (photo, spinner, Cancel) fits too.
+        held: list = []
+        page.route("**/v1/scan*", lambda route: held.append(route))
+        page.set_input_files("#photo", str(solid_image(tmp_path / "next.jpg", (0, 0, 200), size=(300, 400))))
+        expect(page.locator("#pending")).to_be_visible()
+        box = page.locator("#pending").bounding_box()
+        cancel = page.locator("#cancel").bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+        assert cancel["x"] + cancel["width"] <= 390 and cancel["height"] >= 44
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.screenshot(path=str(shot.with_name(shot.stem + "-pending.png")))
+        page.click("#cancel")
+        page.unroute_all(behavior="ignoreErrors")
     finally:
         context.close()
 
@@ -255,3 +284,241 @@ def test_deal_check_and_correction_from_the_page(page, server_url, tmp_path):
     page.click("#feedback-send")
     expect(status).to_have_text("Filed as 'navy' in the palette feedback inbox. Thank you!")
     assert len(list((paths.feedback_dir("palette") / "navy").glob("*.png"))) == 1
+
+
+# -- first contact (issue 15) -------------------------------------------------------------------
+
+def scan_requests(page) -> list:
+    """Every request the page sends to the API, as it sends it."""
+    sent: list = []
+    page.on("request", lambda request: sent.append(request) if "/v1/" in request.url else None)
+    return sent
+
+
+@pytest.mark.parametrize("typed, reason", [
+    ("12,50", "price '12,50': use '.' as the decimal point and no thousands separator"),
+    ("1e3", "price '1e3': write it as plain digits with '.' as the decimal point"),
+    ("1_000", "price '1_000': write the digits without '_'"),
+    ("١٢", "price '١٢': write it with the digits 0-9"),
+])
+def test_price_is_sent_as_typed_and_a_bad_one_is_said_under_the_box(page, server_url, tmp_path, typed, reason):
+    prices.set_price("colours", "red", "60", "90", currency="EUR")
+    sent = scan_requests(page)
+    open_scanner(page, server_url)
+    page.select_option("#domain", "colours")
+    page.fill("#price", typed)
+    page.set_input_files("#photo", str(solid_image(tmp_path / "tag.png", (230, 10, 10))))
+    expect(page.locator("#label")).to_have_text("red")  # the photo is told even when the price is bad
+    price_error = page.locator("#price-error")
+    expect(price_error).to_contain_text(f"Cannot check the deal: {reason}")
+    expect(page.locator("#price")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#deal")).to_be_hidden()
+    deal_urls = [r.url for r in sent if "/v1/deal" in r.url]
+    assert deal_urls and all(urllib.parse.parse_qs(urllib.parse.urlsplit(u).query)["price"] == [typed]
+                             for u in deal_urls), deal_urls
+    assert not any("1250" in r.url or "1000" in r.url for r in sent)
+    # Fixed in the box: checked again on the answer shown, without a new scan.
+    page.fill("#price", "12.50")
+    expect(page.locator("#deal-text")).to_have_text("typical 60-90 EUR, you pay 12.50: about 83% below")
+    expect(price_error).to_be_hidden()
+    assert sum("/v1/scan" in r.url for r in sent) == 1
+
+
+def test_price_after_the_photo_and_a_typical_price_set_on_the_page(page, server_url, tmp_path):
+    sent = scan_requests(page)
+    open_scanner(page, server_url)
+    page.select_option("#domain", "colours")
+    page.set_input_files("#photo", str(solid_image(tmp_path / "tag.png", (230, 10, 10))))
+    expect(page.locator("#label")).to_have_text("red")
+    expect(page.locator("#deal")).to_be_hidden()  # no price yet
+    page.fill("#price", "12.50")
+    expect(page.locator("#deal-text")).to_have_text("no typical price for red")
+    # Set it here, as `tagteller prices set` would: the deal is checked again straight away.
+    page.fill("#typical-low", "60")
+    page.fill("#typical-high", "90")
+    page.click("#typical-save")
+    expect(page.locator("#typical-status")).to_have_text("Red: typical 60-90 EUR, saved in your price list.")
+    expect(page.locator("#deal-text")).to_have_text("typical 60-90 EUR, you pay 12.50: about 83% below")
+    expect(page.locator("#deal")).to_have_attribute("data-position", "below")
+    stored = prices.lookup_price("colours", "red")
+    assert (stored.low, stored.high, stored.currency, stored.source) == (Decimal(60), Decimal(90), "EUR",
+                                                                         "your price list")
+    # Another price, then a currency the list does not have: each re-checks the answer shown.
+    page.fill("#price", "95")
+    expect(page.locator("#deal-text")).to_have_text("typical 60-90 EUR, you pay 95: about 27% above")
+    page.fill("#currency", "usd")
+    page.locator("#currency").dispatch_event("change")
+    expect(page.locator("#deal-text")).to_have_text("no typical price for red in USD")
+    assert page.console_errors == []
+    # A bad typical price is refused with the reason and nothing is saved.
+    page.fill("#typical-low", "1,5")
+    page.fill("#typical-high", "3")
+    page.click("#typical-save")
+    expect(page.locator("#typical-status")).to_contain_text("Could not save: low '1,5': use '.' as the decimal point")
+    assert prices.lookup_price("colours", "red", "USD") is None
+    page.fill("#price", "")
+    expect(page.locator("#deal")).to_be_hidden()
+    assert sum("/v1/scan" in r.url for r in sent) == 1  # one photo, one scan
+
+
+def test_pending_state_clears_the_old_answer_and_cancel_aborts(page, server_url, tmp_path):
+    prices.set_price("colours", "red", "60", "90", currency="EUR")
+    open_scanner(page, server_url)
+    page.select_option("#domain", "colours")
+    page.fill("#price", "12.50")
+    page.set_input_files("#photo", str(solid_image(tmp_path / "red.png", (230, 10, 10))))
+    expect(page.locator("#deal-text")).to_have_text("typical 60-90 EUR, you pay 12.50: about 83% below")
+    expect(page.locator("#feedback-yes")).to_be_visible()
+
+    held: list = []
+    page.route("**/v1/scan*", lambda route: held.append(route))  # answered when the test says so
+    failed: list = []
+    page.on("requestfailed", lambda request: failed.append(request.url) if "/v1/scan" in request.url else None)
+    page.set_input_files("#photo", str(solid_image(tmp_path / "blue.png", (0, 0, 255))))
+    pending = page.locator("#pending")
+    expect(pending).to_be_visible()
+    expect(page.locator("#pending-text")).to_have_text("Scanning blue.png…")
+    expect(page.locator("#pending .spinner")).to_be_visible()
+    expect(page.locator("#pending-preview")).to_have_attribute("src", re.compile(r"^blob:"))
+    expect(page.locator("#cancel")).to_be_visible()
+    # The previous answer, its deal and its feedback buttons are gone while the new photo is scanned.
+    expect(page.locator("#result")).to_be_hidden()
+    expect(page.locator("#deal")).to_be_hidden()
+    expect(page.locator("#feedback-yes")).to_be_hidden()
+    expect(page.locator("#label")).to_have_text("")
+    assert len(held) == 1
+    held[0].continue_()
+    expect(page.locator("#label")).to_have_text("blue")
+    expect(pending).to_be_hidden()
+
+    # Cancel: the request is aborted, nothing old comes back, the page says so.
+    page.set_input_files("#photo", str(solid_image(tmp_path / "green.png", (0, 200, 0))))
+    expect(pending).to_be_visible()
+    expect(page.locator("#result")).to_be_hidden()
+    page.click("#cancel")
+    expect(pending).to_be_hidden()
+    expect(page.locator("#status")).to_have_text("Scan cancelled.")
+    expect(page.locator("#result")).to_be_hidden()
+    expect(page.locator("#error")).to_be_hidden()
+    page.wait_for_timeout(100)  # the failure event follows the abort
+    assert len(failed) == 1 and "domain=colours" in failed[0]
+    # Escape cancels too.
+    page.set_input_files("#photo", str(solid_image(tmp_path / "green2.png", (0, 190, 0))))
+    expect(pending).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(pending).to_be_hidden()
+    expect(page.locator("#status")).to_have_text("Scan cancelled.")
+    page.unroute_all(behavior="ignoreErrors")
+    # The next photo scans as usual.
+    page.set_input_files("#choose", str(solid_image(tmp_path / "red2.png", (220, 0, 0))))
+    expect(page.locator("#label")).to_have_text("red")
+
+
+DROP_JS = """async ([name, type, b64, kind]) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const data = new DataTransfer();
+    data.items.add(new File([bytes], name, { type }));
+    if (kind === "paste") {
+        document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
+        return true;
+    }
+    const zone = document.getElementById("drop-zone");
+    const over = new DragEvent("dragover", { dataTransfer: data, bubbles: true, cancelable: true });
+    zone.dispatchEvent(over);
+    const highlighted = zone.classList.contains("dragging");
+    zone.dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+    return over.defaultPrevented && highlighted;
+}"""
+
+
+def drop(page, name: str, data: bytes, type_: str, kind: str = "drop"):
+    return page.evaluate(DROP_JS, [name, type_, base64.b64encode(data).decode(), kind])
+
+
+@pytest.fixture
+def received(monkeypatch):
+    """The uploads the server reads, as (file name, bytes): what the browser really sent."""
+    from tagteller.serve import app as app_module
+
+    uploads: list[tuple[str, bytes]] = []
+    read = app_module.read_upload
+
+    async def recording(request, max_bytes):
+        upload = await read(request, max_bytes)
+        uploads.append((upload.name, upload.data))
+        return upload
+
+    monkeypatch.setattr(app_module, "read_upload", recording)
+    return uploads
+
+
+def test_drop_and_paste_a_photo(page, server_url, tmp_path, received):
+    open_scanner(page, server_url)
+    page.select_option("#domain", "colours")
+    expect(page.locator(".drop-hint")).to_be_visible()
+    blue = solid_image(tmp_path / "blue.png", (0, 0, 255)).read_bytes()
+    assert drop(page, "dropped.png", blue, "image/png") is True  # the drop zone takes it (and shows it)
+    expect(page.locator("#label")).to_have_text("blue")
+    assert received == [("dropped.png", blue)]  # small: sent exactly as it is
+    green = solid_image(tmp_path / "green.png", (0, 200, 0)).read_bytes()
+    drop(page, "image.png", green, "image/png", kind="paste")
+    expect(page.locator("#label")).to_have_text("green")
+    # Pasting text into the price box stays text.
+    page.locator("#price").focus()
+    page.keyboard.insert_text("7.50")
+    expect(page.locator("#price")).to_have_value("7.50")
+    assert page.console_errors == []
+
+
+def test_large_photo_is_shrunk_upright_before_upload(page, server_url, tmp_path, received):
+    # Stored sideways (2400x1200, red left, blue right) with EXIF orientation 6: upright it is
+    # 1200x2400 with red on top.
+    stored = Image.new("RGB", (2400, 1200), (0, 0, 255))
+    stored.paste((255, 0, 0), (0, 0, 1200, 1200))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = tmp_path / "IMG_0042.jpg"
+    stored.save(photo, format="JPEG", quality=95, exif=exif)
+    open_scanner(page, server_url)
+    page.select_option("#domain", "colours")
+    page.set_input_files("#choose", str(photo))
+    expect(page.locator("#label")).not_to_have_text("")
+    [(name, data)] = received
+    assert name == "IMG_0042.jpg"
+    assert len(data) < photo.stat().st_size
+    with Image.open(io.BytesIO(data)) as sent_image:
+        assert sent_image.format == "JPEG"
+        assert sent_image.size == (512, 1024)  # longest side 1024, upright
+        top, bottom = sent_image.convert("RGB").getpixel((256, 100)), sent_image.convert("RGB").getpixel((256, 900))
+    assert top[0] > 200 and top[2] < 60, top  # red on top
+    assert bottom[2] > 200 and bottom[0] < 60, bottom
+
+
+def test_a_photo_the_browser_cannot_draw_is_sent_as_it_is(page, server_url, received):
+    """HEIC in Chromium: no canvas, so the file goes unchanged and the server decodes (or names) it."""
+    open_scanner(page, server_url)
+    page.select_option("#domain", "colours")
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(range(256)) * 4
+    drop(page, "IMG_0001.HEIC", heic, "image/heic")
+    # The bytes are not a real photo: the server's reason is shown (a real HEIC is told, see imaging).
+    expect(page.locator("#error")).to_contain_text("Could not scan IMG_0001.HEIC: ")
+    assert received == [("IMG_0001.HEIC", heic)]
+
+
+@pytest.mark.parametrize("path, rendered", [("docs", ".swagger-ui .info .title"), ("redoc", "h1")])
+def test_api_docs_render_offline(page, server_url, path, rendered):
+    """Swagger UI and ReDoc come from the server itself: with every other host cut off, they render."""
+    outside: list[str] = []
+
+    def only_this_server(route):
+        if route.request.url.startswith(server_url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_this_server)
+    page.goto(server_url + path)
+    expect(page.locator(rendered).first).to_contain_text("tagteller")
+    assert outside == []
+    page.unroute_all(behavior="ignoreErrors")

@@ -94,6 +94,8 @@ def stats_command(
         for path in s["ignored_files"]:
             typer.echo(f"warning: {path}: not filed by tagteller (name is not <sha256>.<ext>); training ignores it",
                        err=True)
+        for ignored in s["ignored_folders"]:
+            typer.echo(f"warning: {ignored['path']}: training ignores this folder: {ignored['reason']}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -19,10 +19,9 @@ DOMAIN_OPTION = typer.Option(..., "--domain", "-d", help="Domain the price list 
 
 
 def _range_row(label: str, r) -> dict:
-    from tagteller.prices import amount_text
+    from tagteller.prices import range_record
 
-    return {"label": label, "low": amount_text(r.low, r.currency), "high": amount_text(r.high, r.currency),
-            "currency": r.currency, "range": r.describe(), "note": r.note, "source": r.source}
+    return range_record(label, r)
 
 
 @prices_app.command("set")

@@ -8,7 +8,10 @@
 - :mod:`tagteller.serve.uploads` reads one image from a request (multipart or raw body) within
   a byte limit.
 - :mod:`tagteller.serve.errors` is the API's error type: a status code and a one-line reason.
-- ``static/`` is the scanner page (plain HTML, CSS and JavaScript; no CDN).
+- :mod:`tagteller.serve.addresses` binds the listening socket and finds the URLs to print (the
+  real port, the LAN address a phone opens).
+- ``static/`` is the scanner page (plain HTML, CSS and JavaScript; no CDN). The API docs pages'
+  assets come from ``fastapi-offline``.
 
 Importing this package imports nothing heavy; ``create_app`` imports FastAPI when first used.
 """

@@ -5,7 +5,8 @@
 - ``GET /``: the scanner page (``static/index.html``; no external resources).
 - ``GET /healthz``: liveness, without loading any model.
 - ``GET /v1/domains``: each domain's name, description, labels, model and model version, and
-  what its feedback inbox accepts (``allow_new_labels``, ``feedback_labels``).
+  what its feedback inbox accepts (``allow_new_labels``, ``feedback_labels``); ``limits`` has the
+  upload limit and the image formats a scan decodes.
 - ``POST /v1/scan?domain=X&top_k=K[&price=P&currency=C][&accept_unknown=true]``: classify one
   image sent as multipart (``file`` field) or as a raw ``image/*`` / ``application/octet-stream``
   body; answers the record of :func:`tagteller.output.result_record` plus ``top_k``, ``price``,
@@ -15,11 +16,18 @@
 - ``POST /v1/feedback?domain=X&label=Y[&new_label=true]``: file one image (sent like a scan's)
   in the domain's feedback inbox (:func:`tagteller.feedback.file_image`); answers
   ``FiledResult.as_dict()`` plus its ``message``.
-- ``GET /docs`` and ``GET /openapi.json``: FastAPI's OpenAPI description.
+- ``GET /v1/deal?domain=X&label=Y&price=P[&currency=C][&sure=false]``: the deal check for a label
+  already told (the page re-runs it when the price is typed after the photo): the deal fields of
+  :mod:`tagteller.serve.deals`.
+- ``PUT /v1/prices?domain=X&label=Y&low=L&high=H[&currency=C][&note=N]``: set the label's typical
+  price in the user's price list (:func:`tagteller.prices.set_price`, what ``tagteller prices set``
+  does).
+- ``GET /docs``, ``GET /redoc`` and ``GET /openapi.json``: the OpenAPI description and its pages,
+  with Swagger UI and ReDoc served from the ``fastapi-offline`` package (no CDN).
 
 Bad input is never a 500: 400 (content type, undecodable image, bad parameters, refused label,
-malformed multipart), 404 (unknown domain), 413 (upload too large), 503 (domain without a usable
-model, or with ``any``: no domain has one, for scans). Every error body is ``{"status": "error", "error": REASON, "code": CODE}``.
+malformed multipart, a price list with bad rows to rewrite), 404 (unknown domain), 413 (upload too
+large), 503 (domain without a usable model, or with ``any``: no domain has one, for scans). Every error body is ``{"status": "error", "error": REASON, "code": CODE}``.
 """
 
 from __future__ import annotations
@@ -32,10 +40,13 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import tagteller
+from tagteller import prices
 from tagteller.engine import Engine, default_engine
+from tagteller.errors import TagtellerError
 from tagteller.output import result_record
 from tagteller.serve.deals import (
     CURRENCY_FIELD,
@@ -48,9 +59,11 @@ from tagteller.serve.deals import (
 )
 from tagteller.serve.errors import ApiError, error_body
 from tagteller.serve.service import ANY_DOMAIN, ScanService
-from tagteller.serve.uploads import FILE_FIELD, check_request, read_upload
+from tagteller.serve.uploads import FILE_FIELD, accepted_formats, check_request, read_upload
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+#: Where Swagger UI's and ReDoc's files are served from (bundled by ``fastapi-offline``).
+DOCS_ASSETS_URL = "/static-docs"
 #: Default upload limit: a full-resolution phone photo fits comfortably.
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_TOP_K = 50
@@ -109,6 +122,27 @@ FEEDBACK_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+DEAL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Bad price or currency, or a label the domain does not have"},
+    404: {"description": "Unknown domain"},
+}
+
+PRICES_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Bad low, high, currency or note, a label the domain does not have, or a price list "
+                         "with bad rows (fix them first)"},
+    404: {"description": "Unknown domain"},
+    500: {"description": "The price list cannot be written (the server's disk, never bad input)"},
+}
+
+
+def _checked(check: Any, label: str) -> str:
+    """``check(label)``, its refusal answered as 400."""
+    try:
+        return check(label)
+    except TagtellerError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
 def _validation_reason(exc: RequestValidationError) -> str:
     errors = exc.errors()
     if not errors:
@@ -125,12 +159,15 @@ def create_app(engine: Engine | None = None, max_upload_bytes: int = DEFAULT_MAX
     if max_upload_bytes < 1:
         raise ValueError("max_upload_bytes must be at least 1")
     service = ScanService(engine or default_engine(), max_concurrency)
-    app = FastAPI(
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS_URL,
+        favicon_url="/static/favicon.svg",
         title="tagteller",
         version=tagteller.__version__,
         description="Tell what a thing is from a photo. `POST /v1/scan` with an image (and an asking "
                     "`price` for the deal check); `POST /v1/feedback` to file a photo with its right label; "
-                    "`GET /v1/domains` for what can be told apart.",
+                    "`GET /v1/domains` for what can be told apart; `GET /v1/deal` and `PUT /v1/prices` for the "
+                    "deal check and your typical prices.",
     )
     app.state.service = service
     app.state.max_upload_bytes = max_upload_bytes
@@ -162,7 +199,8 @@ def create_app(engine: Engine | None = None, max_upload_bytes: int = DEFAULT_MAX
     @app.get("/v1/domains", summary="The domains this server can scan with")
     async def list_domains() -> dict[str, Any]:
         rows = await service.run_blocking(service.describe_domains)
-        return {"domains": rows, "limits": {"max_upload_bytes": max_upload_bytes, "max_top_k": MAX_TOP_K}}
+        return {"domains": rows, "limits": {"max_upload_bytes": max_upload_bytes, "max_top_k": MAX_TOP_K,
+                                            "image_formats": accepted_formats()}}
 
     @app.post("/v1/scan", summary="Tell what is in one image", openapi_extra=SCAN_REQUEST_BODY,
               responses=ERROR_RESPONSES)
@@ -211,6 +249,55 @@ def create_app(engine: Engine | None = None, max_upload_bytes: int = DEFAULT_MAX
         if not result.ok:
             raise ApiError(400, record["error"] or "cannot decode image", body={**record, "code": 400})
         return record
+
+    @app.get("/v1/deal", summary="The deal check for a label at a price (no image needed)", responses=DEAL_RESPONSES)
+    async def deal(
+        domain: str = Query(..., min_length=1, max_length=64, description="The domain that told the label."),
+        label: str = Query(..., min_length=1, max_length=256, description="The label, e.g. a scan's answer."),
+        price: str = Query(..., min_length=1, max_length=MAX_PRICE_CHARS,
+                           description="The asking price, more than 0, e.g. 12.50 (rules as for a scan)."),
+        currency: Optional[str] = Query(None, max_length=MAX_CURRENCY_CHARS,
+                                        description="ISO 4217 code of `price`; default: the price list's."),
+        sure: bool = Query(True, description="false for an answer the model is not sure about: the sentence "
+                                             "then starts with `if it is LABEL:`."),
+    ) -> Any:
+        dom = await service.run_blocking(service.domain, domain)
+        label = _checked(prices.price_label_checker(dom), label)
+        asking = parse_asking_price(price, None, currency, None)
+        record = {"status": "ok", "label": label, "sure": sure}
+        fields = await service.run_blocking(deal_fields, dom.name, record, asking)
+        return {"domain": dom.name, "label": label, "sure": sure,
+                "price": float(asking.paid) if asking is not None else None, **fields}
+
+    @app.put("/v1/prices", summary="Set a label's typical price in your price list", responses=PRICES_RESPONSES)
+    async def set_typical_price(
+        domain: str = Query(..., min_length=1, max_length=64, description="Domain the price list belongs to."),
+        label: str = Query(..., min_length=1, max_length=256, description="The label the range is for."),
+        low: str = Query(..., min_length=1, max_length=MAX_PRICE_CHARS, description="Low end, e.g. 60."),
+        high: str = Query(..., min_length=1, max_length=MAX_PRICE_CHARS, description="High end, e.g. 90."),
+        currency: str = Query(prices.DEFAULT_CURRENCY, min_length=1, max_length=MAX_CURRENCY_CHARS,
+                              description="ISO 4217 code."),
+        note: str = Query("", max_length=prices.MAX_NOTE_CHARS, description="Where the range comes from."),
+    ) -> Any:
+        dom = await service.run_blocking(service.domain, domain)
+
+        def save() -> tuple[str, prices.PriceRange, Optional[prices.PriceRange]]:
+            checked = _checked(prices.price_label_checker(dom), label)
+            try:
+                entry, previous = prices.set_price(dom, checked, low, high, currency, note)
+            except TagtellerError as exc:
+                raise ApiError(400, str(exc)) from None
+            except OSError as exc:  # the server's disk, not the request
+                raise ApiError(500, f"cannot write your {dom.name} price list: "
+                                    f"{exc.strerror or exc.__class__.__name__}") from None
+            return checked, entry, previous
+
+        saved, entry, previous = await service.run_blocking(save)
+        was = f" (was {previous.describe()})" if previous is not None else ""
+        return {"domain": dom.name, **prices.range_record(saved, entry),
+                "previous": prices.range_record(saved, previous) if previous is not None else None,
+                "path": str(prices.price_list_path(dom.name)),
+                "message": f"{saved}: typical {entry.describe()}{was}, saved in your price list"}
 
     @app.post("/v1/feedback", summary="File a photo with its right label in the domain's feedback inbox",
               openapi_extra=FEEDBACK_REQUEST_BODY, responses=FEEDBACK_ERROR_RESPONSES)

@@ -4,8 +4,11 @@ fields a scan record carries.
 A scan request may carry ``price`` (what the user is asked to pay) and ``currency`` (an ISO 4217
 code), each as a query parameter or a multipart form field, not both. They follow the rules of
 ``tagteller scan --price``/``--currency`` (:func:`tagteller.prices.parse_amount`,
-:func:`tagteller.prices.validate_currency`): a price is a number more than 0 written with ``.``
-as decimal point; ``currency`` only goes with a price.
+:func:`tagteller.prices.validate_currency`): a price is a number more than 0 written in ASCII
+digits with ``.`` as decimal point (no ``,``, ``_`` or exponent), at least one smallest unit of
+its currency and with no more decimals than it has (:func:`tagteller.prices.check_asking_price`:
+the given currency, else the typical range's; ``1.000`` EUR is ambiguous); ``currency`` only goes
+with a price.
 
 Every scan record carries the fields ``tagteller scan --price`` writes into JSON records
 (:data:`tagteller.prices.DEAL_FIELDS`: ``price_paid``, ``typical_low``, ``typical_high``,
@@ -23,7 +26,8 @@ from decimal import Decimal
 from typing import Any, Optional
 
 from tagteller.errors import TagtellerError
-from tagteller.prices import DEAL_FIELDS, deal_for, deal_result_fields, parse_amount, validate_currency
+from tagteller.prices import (DEAL_FIELDS, check_asking_price, deal_for, deal_result_fields, parse_amount,
+                              validate_currency)
 from tagteller.serve.errors import ApiError
 
 PRICE_FIELD = "price"
@@ -58,8 +62,11 @@ def _given_once(name: str, query_value: Optional[str], form_value: Optional[str]
 
 def _parse(price: Optional[str], currency: Optional[str]) -> tuple[Optional[Decimal], Optional[str]]:
     try:
-        return (parse_amount(price, PRICE_FIELD) if price is not None else None,
-                validate_currency(currency) if currency is not None else None)
+        paid = parse_amount(price, PRICE_FIELD) if price is not None else None
+        code = validate_currency(currency) if currency is not None else None
+        if paid is not None and code is not None:
+            check_asking_price(paid, code, PRICE_FIELD)
+        return paid, code
     except TagtellerError as exc:
         raise ApiError(400, str(exc)) from None
 
@@ -99,5 +106,10 @@ def deal_fields(domain: str, record: dict[str, Any], asking: Optional[AskingPric
     except TagtellerError as exc:  # e.g. a price list file without a usable header
         fields.update(currency=asking.currency, typical_known=False, deal=f"cannot check the deal: {exc}")
         return fields
+    if deal is not None and asking.currency is None:  # the range's currency is known only now
+        try:
+            check_asking_price(asking.paid, deal.currency, PRICE_FIELD)
+        except TagtellerError as exc:
+            raise ApiError(400, str(exc)) from None
     fields.update(deal_result_fields(deal, label, asking.currency, record.get("sure", True)))
     return fields

@@ -32,6 +32,17 @@ FILE_FIELD = "file"
 
 RAW_TYPES_TEXT = "image/* or application/octet-stream"
 
+#: How the page names Pillow's formats (the rest are shown as Pillow names them).
+FORMAT_NAMES = {"JPEG": "JPEG", "PNG": "PNG", "GIF": "GIF", "WEBP": "WebP", "TIFF": "TIFF", "BMP": "BMP",
+                "HEIF": "HEIC/HEIF", "AVIF": "AVIF"}
+
+
+def accepted_formats() -> list[str]:
+    """The image formats a scan decodes (:data:`tagteller.imaging.PHOTO_FORMATS`), named for people."""
+    from tagteller.imaging import PHOTO_FORMATS
+
+    return [FORMAT_NAMES.get(name, name) for name in PHOTO_FORMATS]
+
 
 @dataclass
 class Upload:
