@@ -6,6 +6,12 @@ orientation, first frame of animations, transparency, 16-bit and CMYK images, co
 auto-inversion, trimming and the resize. Errors are :class:`~tagteller.errors.ImageError` with a
 one-line reason.
 
+It is the one opener of every image tagteller reads (the CLI, the page's uploads, training data,
+feedback) and :data:`IMAGE_EXTENSIONS` the one list of the file names folder walks keep. Phone
+photos: AVIF with Pillow's own decoder (Pillow >= 11.3), HEIC/HEIF with pillow-heif, whose opener
+is registered the first time a file that Pillow cannot identify starts with an ISO-BMFF ``ftyp``
+box, so a scan of JPEGs never imports it (about 20 ms).
+
 Speed (measured in ``benchmarks/``, see BENCHMARKS.md): a phone photo is decoded by libjpeg at 1/2,
 1/4 or 1/8 scale (``draft``) to the smallest size that still covers twice the model input, which
 leaves a JPEG's entropy decoding as most of its cost; no step copies the image when it has nothing
@@ -38,7 +44,17 @@ MAX_FILE_BYTES = 100 * 1024 * 1024
 #: The Pillow decoders tried, matching the photo extensions tagteller scans (the JPEG decoder also
 #: opens a camera's multi-picture MPO files). Anything else (EPS, which would run Ghostscript; PSD,
 #: SGI, FLI, ... rarely used and rarely hardened) is refused as not a recognised image format.
-PHOTO_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP")
+#: AVIF is Pillow's own decoder (libavif in its wheels since 11.3); HEIF is added by pillow-heif
+#: (see :func:`_heif_opener`).
+PHOTO_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "AVIF")
+#: The pillow-heif format name (HEIC, the iPhone default, and other HEIF files).
+HEIF_FORMAT = "HEIF"
+#: File extensions of the formats above: what folder scans and dataset layouts keep (anything else
+#: in a scanned folder is counted as skipped). A file named explicitly is tried whatever its name.
+IMAGE_EXTENSIONS = frozenset({
+    ".jpg", ".jpeg", ".jfif", ".png", ".gif", ".webp", ".tif", ".tiff", ".bmp",
+    ".avif", ".heic", ".heif", ".hif",
+})
 
 #: A JPEG is decoded at the smallest libjpeg scale (1/2, 1/4, 1/8) whose result is still at least
 #: this many times the model input on each side. 2 keeps the answers of full-quality decoding:
@@ -54,6 +70,44 @@ ImageSource = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
 #: decode threads inside it at once could leave the bomb warning turned into an error for good.
 #: Reading a header takes microseconds, so the threads take turns around it.
 _OPEN_LOCK = threading.Lock()
+#: None: not tried yet; then whether pillow-heif's opener is registered.
+_heif_registered: bool | None = None
+
+
+def _heif_opener() -> bool:
+    """Register pillow-heif's HEIF opener with Pillow, once (called under ``_OPEN_LOCK``);
+    False when pillow-heif is not installed."""
+    global _heif_registered
+    if _heif_registered is None:
+        try:
+            import pillow_heif
+        except ImportError:
+            _heif_registered = False
+        else:
+            pillow_heif.register_heif_opener()
+            _heif_registered = True
+    return _heif_registered
+
+
+def _is_iso_bmff(fh: object) -> bool:
+    """Whether the stream starts with an ISO base media ``ftyp`` box (HEIF, AVIF, MP4, ...)."""
+    fh.seek(0)  # type: ignore[attr-defined]
+    head = fh.read(12)  # type: ignore[attr-defined]
+    fh.seek(0)  # type: ignore[attr-defined]
+    return len(head) == 12 and head[4:8] == b"ftyp"
+
+
+def _open_any(fh: object) -> Image.Image:
+    """``Image.open`` over :data:`PHOTO_FORMATS`, then HEIF for an ISO-BMFF file Pillow did not
+    identify (called under ``_OPEN_LOCK``)."""
+    try:
+        return Image.open(fh, formats=PHOTO_FORMATS)  # type: ignore[arg-type]
+    except UnidentifiedImageError:
+        if not _is_iso_bmff(fh):
+            raise
+    if not _heif_opener():
+        raise ImageError("HEIC/HEIF image, and pillow-heif (which reads them) is not installed") from None
+    return Image.open(fh, formats=(HEIF_FORMAT,))  # type: ignore[arg-type]
 
 
 def open_image(source: ImageSource) -> Image.Image:
@@ -91,7 +145,10 @@ def open_image(source: ImageSource) -> Image.Image:
     try:
         with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(fh, formats=PHOTO_FORMATS)  # type: ignore[arg-type]
+            im = _open_any(fh)
+    except ImageError:
+        _close(fh)
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         _close(fh)
         raise ImageError("refused: declared image size is a decompression bomb") from None
