@@ -64,7 +64,7 @@ def domains(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")
         return
     table = Table(title=None)
     for column in ("domain", "model", "val. accuracy", "labels", "description"):
-        table.add_column(column, overflow="fold", no_wrap=column == "val. accuracy")
+        table.add_column(column, overflow="fold", no_wrap=column in ("domain", "val. accuracy"))
     for row in rows:
         table.add_row(row["name"], row["model"],
                       describe_accuracy(row["val_accuracy"], row["val_count"], row["model_problem"]),
