@@ -146,3 +146,16 @@ def test_a_jpeg_scan_never_imports_pillow_heif(shoe_photo):
     out = subprocess.run([sys.executable, "-c", code, str(SHOES), str(shoe_photo)], capture_output=True, text=True,
                          check=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == "NOT LOADED", out.stdout + out.stderr
+
+
+def test_feedback_from_a_folder_counts_what_it_skips(shoe_photo, tmp_path, monkeypatch):
+    monkeypatch.setenv("TAGTELLER_PLUGINS", "shoes")
+    folder = tmp_path / "to-file"
+    folder.mkdir()
+    with Image.open(shoe_photo) as im:
+        (folder / "IMG_1.HEIC").write_bytes(heic_bytes(im))
+    (folder / "notes.txt").write_text("not a photo")
+    result = run("feedback", "add", "--domain", "shoes", str(folder), "nike")
+    assert result.exit_code == 0, result.output
+    assert "IMG_1.HEIC: filed" in result.stdout
+    assert "1 file skipped: not images" in result.stderr
