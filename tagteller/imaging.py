@@ -72,6 +72,18 @@ ImageSource = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
 _OPEN_LOCK = threading.Lock()
 #: None: not tried yet; then whether pillow-heif's opener is registered.
 _heif_registered: bool | None = None
+#: :data:`PHOTO_FORMATS` this Pillow has decoders for (a Pillow built without libavif has no AVIF).
+_available_formats: tuple[str, ...] | None = None
+
+
+def _photo_formats() -> tuple[str, ...]:
+    """:data:`PHOTO_FORMATS` less those this Pillow cannot open (asking ``Image.open`` for a format
+    it has no plugin for raises KeyError instead of trying the next)."""
+    global _available_formats
+    if _available_formats is None:
+        Image.init()  # what Image.open does anyway for WebP and TIFF
+        _available_formats = tuple(name for name in PHOTO_FORMATS if name in Image.OPEN)
+    return _available_formats
 
 
 def _heif_opener() -> bool:
@@ -89,22 +101,26 @@ def _heif_opener() -> bool:
     return _heif_registered
 
 
-def _is_iso_bmff(fh: object) -> bool:
-    """Whether the stream starts with an ISO base media ``ftyp`` box (HEIF, AVIF, MP4, ...)."""
+def _iso_bmff_brand(fh: object) -> bytes | None:
+    """The major brand of a stream that starts with an ISO base media ``ftyp`` box (``heic``,
+    ``mif1``, ``avif``, an MP4's ``isom``, ...); None for anything else."""
     fh.seek(0)  # type: ignore[attr-defined]
     head = fh.read(12)  # type: ignore[attr-defined]
     fh.seek(0)  # type: ignore[attr-defined]
-    return len(head) == 12 and head[4:8] == b"ftyp"
+    return head[8:12] if len(head) == 12 and head[4:8] == b"ftyp" else None
 
 
 def _open_any(fh: object) -> Image.Image:
     """``Image.open`` over :data:`PHOTO_FORMATS`, then HEIF for an ISO-BMFF file Pillow did not
     identify (called under ``_OPEN_LOCK``)."""
     try:
-        return Image.open(fh, formats=PHOTO_FORMATS)  # type: ignore[arg-type]
+        return Image.open(fh, formats=_photo_formats())  # type: ignore[arg-type]
     except UnidentifiedImageError:
-        if not _is_iso_bmff(fh):
+        brand = _iso_bmff_brand(fh)
+        if brand is None:
             raise
+    if brand in (b"avif", b"avis") and "AVIF" not in _photo_formats():
+        raise ImageError("AVIF image, and this Pillow cannot decode AVIF (Pillow's wheels can since 11.3)")
     if not _heif_opener():
         raise ImageError("HEIC/HEIF image, and pillow-heif (which reads them) is not installed") from None
     return Image.open(fh, formats=(HEIF_FORMAT,))  # type: ignore[arg-type]

@@ -159,3 +159,18 @@ def test_feedback_from_a_folder_counts_what_it_skips(shoe_photo, tmp_path, monke
     assert result.exit_code == 0, result.output
     assert "IMG_1.HEIC: filed" in result.stdout
     assert "1 file skipped: not images" in result.stderr
+
+
+def test_a_pillow_without_avif_says_so_and_other_files_still_fail_cleanly(monkeypatch, tmp_path):
+    from tagteller import imaging
+    from tagteller.errors import ImageError
+
+    red = Image.new("RGB", (40, 30), (230, 20, 20))
+    monkeypatch.setattr(imaging, "PHOTO_FORMATS", ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "NOSUCHFORMAT"))
+    monkeypatch.setattr(imaging, "_available_formats", None)
+    with pytest.raises(ImageError, match="not a recognised image format"):
+        imaging.open_image(b"just some text, not an image at all")  # no KeyError for NOSUCHFORMAT
+    monkeypatch.setattr(imaging, "PHOTO_FORMATS", ("JPEG", "PNG"))
+    monkeypatch.setattr(imaging, "_available_formats", None)
+    with pytest.raises(ImageError, match="this Pillow cannot decode AVIF"):
+        imaging.open_image(avif_bytes(red))
