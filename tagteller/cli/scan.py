@@ -91,11 +91,11 @@ def scan(
     from tagteller.atomic import atomic_open
     from tagteller.cli import EXIT_FAILED, fail
 
-    from tagteller.errors import TagtellerError as _OutputError
+    from tagteller.errors import TagtellerError
 
-    try:
+    try:  # the output file is checked before anything is scanned
         output, fmt = resolve_output(output, fmt)
-    except _OutputError as exc:
+    except TagtellerError as exc:
         raise fail(str(exc)) from None
     if new_label and correct is None:
         raise fail("--new-label goes with --correct LABEL")
