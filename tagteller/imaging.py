@@ -72,18 +72,14 @@ ImageSource = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
 _OPEN_LOCK = threading.Lock()
 #: None: not tried yet; then whether pillow-heif's opener is registered.
 _heif_registered: bool | None = None
-#: :data:`PHOTO_FORMATS` this Pillow has decoders for (a Pillow built without libavif has no AVIF).
-_available_formats: tuple[str, ...] | None = None
 
 
-def _photo_formats() -> tuple[str, ...]:
-    """:data:`PHOTO_FORMATS` less those this Pillow cannot open (asking ``Image.open`` for a format
-    it has no plugin for raises KeyError instead of trying the next)."""
-    global _available_formats
-    if _available_formats is None:
-        Image.init()  # what Image.open does anyway for WebP and TIFF
-        _available_formats = tuple(name for name in PHOTO_FORMATS if name in Image.OPEN)
-    return _available_formats
+def _avif_decodes() -> bool:
+    """Whether this Pillow has its AVIF decoder (libavif; in Pillow's wheels since 11.3). Its AVIF
+    plugin is registered either way, and only says "not installed" when it is missing."""
+    from PIL import features
+
+    return bool(features.check_module("avif"))
 
 
 def _heif_opener() -> bool:
@@ -114,12 +110,14 @@ def _open_any(fh: object) -> Image.Image:
     """``Image.open`` over :data:`PHOTO_FORMATS`, then HEIF for an ISO-BMFF file Pillow did not
     identify (called under ``_OPEN_LOCK``)."""
     try:
-        return Image.open(fh, formats=_photo_formats())  # type: ignore[arg-type]
+        # Pillow loads only its five most common plugins until a format beyond them is asked for:
+        # a JPEG or PNG scan never imports the others (WebP, TIFF, AVIF, ...).
+        return Image.open(fh, formats=PHOTO_FORMATS)  # type: ignore[arg-type]
     except UnidentifiedImageError:
         brand = _iso_bmff_brand(fh)
         if brand is None:
             raise
-    if brand in (b"avif", b"avis") and "AVIF" not in _photo_formats():
+    if brand in (b"avif", b"avis") and not _avif_decodes():
         raise ImageError("AVIF image, and this Pillow cannot decode AVIF (Pillow's wheels can since 11.3)")
     if not _heif_opener():
         raise ImageError("HEIC/HEIF image, and pillow-heif (which reads them) is not installed") from None
@@ -161,6 +159,9 @@ def open_image(source: ImageSource) -> Image.Image:
     try:
         with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns before it raises for a format it knows but lacks a decoder for; the
+            # ImageError below says so on its own line.
+            warnings.filterwarnings("ignore", "image file could not be identified", UserWarning)
             im = _open_any(fh)
     except ImageError:
         _close(fh)

@@ -3,6 +3,7 @@ CLI, the page's uploads, training data, feedback), and folder scans count what t
 
 from __future__ import annotations
 
+import ast
 import io
 import subprocess
 import sys
@@ -161,16 +162,36 @@ def test_feedback_from_a_folder_counts_what_it_skips(shoe_photo, tmp_path, monke
     assert "1 file skipped: not images" in result.stderr
 
 
-def test_a_pillow_without_avif_says_so_and_other_files_still_fail_cleanly(monkeypatch, tmp_path):
+def test_a_pillow_without_avif_decoding_says_so(monkeypatch):
+    import PIL.AvifImagePlugin
+
     from tagteller import imaging
     from tagteller.errors import ImageError
 
     red = Image.new("RGB", (40, 30), (230, 20, 20))
-    monkeypatch.setattr(imaging, "PHOTO_FORMATS", ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "NOSUCHFORMAT"))
-    monkeypatch.setattr(imaging, "_available_formats", None)
-    with pytest.raises(ImageError, match="not a recognised image format"):
-        imaging.open_image(b"just some text, not an image at all")  # no KeyError for NOSUCHFORMAT
-    monkeypatch.setattr(imaging, "PHOTO_FORMATS", ("JPEG", "PNG"))
-    monkeypatch.setattr(imaging, "_available_formats", None)
+    data = avif_bytes(red)
+    monkeypatch.setattr(PIL.AvifImagePlugin, "SUPPORTED", False)  # as in a Pillow built without libavif
+    monkeypatch.setattr(imaging, "_avif_decodes", lambda: False)
     with pytest.raises(ImageError, match="this Pillow cannot decode AVIF"):
-        imaging.open_image(avif_bytes(red))
+        imaging.open_image(data)
+
+
+def test_a_heic_whose_major_brand_is_mif1_decodes(shoe_photo):
+    """Pillow's AVIF plugin claims ``mif1`` files too; a HEIC labelled so still reaches pillow-heif."""
+    from tagteller import imaging
+
+    with Image.open(shoe_photo) as im:
+        data = bytearray(heic_bytes(im))
+    data[8:12] = b"mif1"
+    with imaging.open_image(bytes(data)) as opened:
+        assert opened.format == "HEIF"
+
+
+def test_a_jpeg_scan_loads_only_pillows_common_plugins(shoe_photo):
+    code = ("import sys; from tagteller.cli import main; sys.argv = ['tagteller', 'scan', '-m', sys.argv[1], "
+            "sys.argv[2]]\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('PIL.') and m.endswith('ImagePlugin')))")
+    out = subprocess.run([sys.executable, "-c", code, str(SHOES), str(shoe_photo)], capture_output=True, text=True,
+                         check=True, timeout=120)
+    loaded = ast.literal_eval(out.stdout.strip().splitlines()[-1])
+    assert "PIL.AvifImagePlugin" not in loaded and "PIL.WebPImagePlugin" not in loaded, loaded
