@@ -41,14 +41,16 @@ from tagteller.preprocessing import Preprocessing
 MAX_PIXELS = 80_000_000
 #: Largest file read, in bytes.
 MAX_FILE_BYTES = 100 * 1024 * 1024
-#: The Pillow decoders tried, matching the photo extensions tagteller scans (the JPEG decoder also
-#: opens a camera's multi-picture MPO files). Anything else (EPS, which would run Ghostscript; PSD,
-#: SGI, FLI, ... rarely used and rarely hardened) is refused as not a recognised image format.
-#: AVIF is Pillow's own decoder (libavif in its wheels since 11.3); HEIF is added by pillow-heif
-#: (see :func:`_heif_opener`).
-PHOTO_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "AVIF")
 #: The pillow-heif format name (HEIC, the iPhone default, and other HEIF files).
 HEIF_FORMAT = "HEIF"
+#: Every format a photo is decoded from (Pillow format names), matching the photo extensions
+#: tagteller scans (the JPEG decoder also opens a camera's multi-picture MPO files). Anything else
+#: (EPS, which would run Ghostscript; PSD, SGI, FLI, ... rarely used and rarely hardened) is refused
+#: as not a recognised image format. AVIF is Pillow's own decoder (libavif in its wheels since
+#: 11.3); HEIF is pillow-heif's, registered on first use (see :func:`_heif_opener`).
+PHOTO_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "AVIF", HEIF_FORMAT)
+#: The ones Pillow has without pillow-heif: tried first, on every file.
+_PILLOW_FORMATS = tuple(name for name in PHOTO_FORMATS if name != HEIF_FORMAT)
 #: File extensions of the formats above: what folder scans and dataset layouts keep (anything else
 #: in a scanned folder is counted as skipped). A file named explicitly is tried whatever its name.
 IMAGE_EXTENSIONS = frozenset({
@@ -107,12 +109,12 @@ def _iso_bmff_brand(fh: object) -> bytes | None:
 
 
 def _open_any(fh: object) -> Image.Image:
-    """``Image.open`` over :data:`PHOTO_FORMATS`, then HEIF for an ISO-BMFF file Pillow did not
+    """``Image.open`` over Pillow's own :data:`PHOTO_FORMATS`, then HEIF for an ISO-BMFF file it did not
     identify (called under ``_OPEN_LOCK``)."""
     try:
         # Pillow loads only its five most common plugins until a format beyond them is asked for:
         # a JPEG or PNG scan never imports the others (WebP, TIFF, AVIF, ...).
-        return Image.open(fh, formats=PHOTO_FORMATS)  # type: ignore[arg-type]
+        return Image.open(fh, formats=_PILLOW_FORMATS)  # type: ignore[arg-type]
     except UnidentifiedImageError:
         brand = _iso_bmff_brand(fh)
         if brand is None:

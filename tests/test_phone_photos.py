@@ -127,10 +127,14 @@ def test_the_page_scans_a_heic_upload(tmp_path, monkeypatch, shoe_photo):
             assert response.json()["label"] == "red"
 
 
-def test_one_extension_list():
-    from tagteller.imaging import IMAGE_EXTENSIONS
+def test_one_extension_list_and_format_list():
+    from tagteller.feedback import FORMAT_EXTENSIONS
+    from tagteller.imaging import IMAGE_EXTENSIONS, PHOTO_FORMATS
 
     assert {".heic", ".heif", ".avif", ".jpg"} <= IMAGE_EXTENSIONS
+    assert {"AVIF", "HEIF"} <= set(PHOTO_FORMATS)  # what the page lists as accepted
+    assert set(PHOTO_FORMATS) <= set(FORMAT_EXTENSIONS)  # every decoded format can be filed as feedback
+    assert {f".{ext}" for ext in FORMAT_EXTENSIONS.values()} <= IMAGE_EXTENSIONS  # and read back by training
     import tagteller.datasets
     import tagteller.sources
 
