@@ -4,6 +4,7 @@ CLI, the page's uploads, training data, feedback), and folder scans count what t
 from __future__ import annotations
 
 import ast
+import csv
 import io
 import subprocess
 import sys
@@ -69,9 +70,11 @@ def test_heic_and_avif_scan_with_the_label_of_their_jpeg(shoe_photo, tmp_path):
     import json
 
     records = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [r["status"] for r in records] == ["ok", "ok", "ok"]
-    assert len({r["label"] for r in records}) == 1, records
-    assert abs(records[0]["confidence"] - records[1]["confidence"]) < 0.1
+    assert len(records) == 3 and records[0]["status"] != "error"
+    # the same answer (a generated photo, without ../shared, may be "unknown" to the shoes model:
+    # then the same unknown, with the same best guess)
+    assert len({(r["status"], r["label"], r["top"][0]["label"]) for r in records}) == 1, records
+    assert all(abs(r["top"][0]["probability"] - records[0]["top"][0]["probability"]) < 0.1 for r in records)
 
 
 def test_folder_of_heic_photos_scans_and_counts_what_it_skips(shoe_photo, tmp_path):
@@ -85,8 +88,9 @@ def test_folder_of_heic_photos_scans_and_counts_what_it_skips(shoe_photo, tmp_pa
     (folder / "album.xmp").write_text("<x/>")
     result = run("scan", "-m", str(SHOES), "-f", "csv", str(folder))
     assert result.exit_code == 0, result.stderr
-    rows = result.stdout.splitlines()[1:]
-    assert len(rows) == 3 and all(",ok," in row for row in rows), rows
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [Path(r["file"]).name for r in rows] == ["IMG_0000.HEIC", "IMG_0001.HEIC", "IMG_0002.HEIC"]
+    assert all(r["status"] in ("ok", "unknown") and r["top"] for r in rows), rows
     assert "3 files skipped: not images" in result.stderr
 
 
