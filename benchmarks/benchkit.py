@@ -580,6 +580,7 @@ def ensure_photos(args: argparse.Namespace, count: int, longest: tuple[int, int]
     from PIL import Image, ImageOps
 
     from tagteller.datasets import IMAGE_EXTENSIONS
+    from tagteller.imaging import open_image
 
     if getattr(args, "images", None) is not None:
         folder = Path(args.images)
@@ -622,7 +623,7 @@ def ensure_photos(args: argparse.Namespace, count: int, longest: tuple[int, int]
         i, side, seed = item
         local = np.random.default_rng(seed)
         if sources:
-            with Image.open(sources[order[i % len(sources)]]) as src:
+            with open_image(sources[order[i % len(sources)]]) as src:  # tagteller's one opener (HEIC too)
                 im = ImageOps.exif_transpose(src).convert("RGB")
         else:
             im = _synthetic_photo(local, (4 * side // 3, side) if i % 2 else (side, 3 * side // 4))
@@ -650,11 +651,11 @@ def warm_page_cache(paths: Sequence[Path]) -> None:
 
 
 def describe_photos(photos: Sequence[Path]) -> str:
-    from PIL import Image
+    from tagteller.imaging import open_image
 
     sizes = []
     for p in photos[:200]:
-        with Image.open(p) as im:
+        with open_image(p) as im:
             sizes.append(im.size)
     mp = statistics.mean(w * h for w, h in sizes) / 1e6
     mb = statistics.mean(p.stat().st_size for p in photos[:200]) / 1e6

@@ -176,12 +176,13 @@ def draft_check(model_path: Path, photos: list[Path]) -> list[list]:
 
     from tagteller import imaging
     from tagteller.engine import Engine
+    from tagteller.imaging import open_image
 
     loaded = Engine(intra_threads=1, decode_workers=1).load(model_path)
     info = loaded.info
 
     def reference(p: Path):
-        with Image.open(p) as im:
+        with open_image(p) as im:
             im = im.convert(info.color_mode).resize((info.width, info.height), Image.Resampling.LANCZOS)
             arr = np.asarray(im, dtype=np.float32)
         return arr if arr.ndim == 3 else arr[:, :, None]

@@ -38,6 +38,7 @@ def main() -> int:
     from tagteller import plugins
     from tagteller.datasets import stratified_split
     from tagteller.engine import Engine
+    from tagteller.imaging import open_image
     from tagteller.evaluate.metrics import class_scores, confusion_matrix
 
     domain = plugins.get_domain(args.domain)
@@ -47,7 +48,7 @@ def main() -> int:
     model = engine.load(args.model or domain.resolve_model())
     labels = list(model.info.labels)
     truth = np.array([labels.index(s.label) for s in val])
-    photos = [Image.open(s.path).convert("RGB") for s in val]
+    photos = [open_image(s.path).convert("RGB") for s in val]
 
     def cover(im: Image.Image, top: bool) -> Image.Image:
         arr = np.asarray(im).copy()

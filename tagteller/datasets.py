@@ -30,11 +30,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from tagteller.errors import DatasetError, InvalidNameError
+from tagteller.imaging import IMAGE_EXTENSIONS  # the one list (re-exported here for layouts' users)
 from tagteller.names import validate_label
-
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jfif"}
-)
 
 
 @dataclass(frozen=True)

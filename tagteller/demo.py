@@ -3,9 +3,9 @@
 Owns what ``tagteller demo`` does below the command line:
 
 - where the test split comes from (the upstream download location, then GitHub as a fallback),
-  the published md5 of each file, and the cache in ``paths.cache_dir()/fashion-mnist/``: a file
-  is downloaded to a temp file beside its final name, checked, then renamed into place
-  (:mod:`tagteller.atomic`); a cached file whose md5 is wrong is fetched again;
+  the published md5 of each file, and the cache in ``paths.cache_dir()/fashion-mnist/``: pooch
+  downloads a file to a temp file beside its final name, checks its md5, then moves it into place;
+  a cached file whose md5 is wrong is fetched again;
 - an offline copy (``--from DIR``): the same two idx files, checked against the published md5s
   when they are the official ones, accepted with a note when they are not;
 - the packaged sample (:data:`PACKAGED_SAMPLE`): 1,000 images, 100 a class, of the ``apparel``
@@ -14,25 +14,21 @@ Owns what ``tagteller demo`` does below the command line:
 - scanning the images with a model through the shared engine, exactly as ``tagteller scan`` does,
   and scoring the answers: accuracy, per-class recall and precision, macro-F1, images per second.
 
-Only the standard library (``urllib``), numpy and the core modules are used.
+pooch (and requests, which it uses) is imported only when something has to be downloaded.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tagteller.atomic import atomic_open
 from tagteller.datasets import IdxLayout
 from tagteller.errors import DatasetError, TagtellerError
 
@@ -70,13 +66,8 @@ SAMPLE_DESCRIPTION = ("the 1,000-image sample that ships with tagteller (Fashion
                       "the apparel model held out for validation, not the official test split)")
 #: Seconds to wait for a connection or for the next bytes before giving up on a mirror.
 DOWNLOAD_TIMEOUT_S = 30.0
-#: A mirror that sends more than this is not sending the 4.4 MB file asked for.
-MAX_DOWNLOAD_BYTES = 64 * 2**20
 CACHE_SUBDIR = "fashion-mnist"
-CHUNK_BYTES = 1 << 16
 
-#: ``on_bytes(count, total)``: ``count`` more bytes arrived; ``total`` is the announced size or None.
-ByteCallback = Callable[[int, "int | None"], None]
 Note = Callable[[str], None]
 
 
@@ -105,108 +96,92 @@ def cache_folder() -> Path:
 
 
 # -- downloading --------------------------------------------------------------------------------
-def download(url: str, out: BinaryIO, *, timeout: float = DOWNLOAD_TIMEOUT_S,
-             on_bytes: ByteCallback | None = None) -> None:
-    """Stream ``url`` into ``out`` (the only function here that touches the network).
+class _RichBar:
+    """A pooch progress bar (``total``, ``update``, ``reset``, ``close``) drawn as a rich task."""
 
-    Raises ``urllib.error.URLError``/``OSError`` when the mirror cannot be reached or times out,
-    ``http.client.HTTPException`` when the connection breaks mid-way, and :class:`DownloadError`
-    when the mirror sends more than :data:`MAX_DOWNLOAD_BYTES`.
-    """
+    def __init__(self, progress: Progress, description: str) -> None:
+        self._progress = progress
+        self._task = progress.add_task(description, total=None)
+
+    @property
+    def total(self) -> float | None:
+        return self._progress.tasks[self._task].total if self._task in self._progress.task_ids else None
+
+    @total.setter
+    def total(self, value: int) -> None:
+        self._progress.update(self._task, total=value or None)
+
+    def update(self, count: int) -> None:
+        self._progress.update(self._task, advance=count)
+
+    def reset(self) -> None:
+        self._progress.reset(self._task)
+
+    def close(self) -> None:
+        self._progress.remove_task(self._task)
+
+
+def make_downloader(name: str, progress: Progress | None = None) -> Any:
+    """The pooch downloader for one file (the only object here that touches the network): HTTP(S)
+    with a timeout, tagteller's User-Agent and, on a terminal, a rich progress bar."""
+    import pooch
+
     from tagteller import __version__
 
-    request = urllib.request.Request(url, headers={"User-Agent": f"tagteller/{__version__}"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - fixed https/http URLs
-        length = response.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
-        received = 0
-        while chunk := response.read(CHUNK_BYTES):
-            received += len(chunk)
-            if received > MAX_DOWNLOAD_BYTES:
-                raise DownloadError(f"{url}: sent more than {MAX_DOWNLOAD_BYTES // 2**20} MB")
-            out.write(chunk)
-            if on_bytes is not None:
-                on_bytes(len(chunk), total)
-        if total is not None and received != total:
-            raise http.client.IncompleteRead(b"", total - received)
-
-
-class _CacheWriteError(Exception):
-    """Writing the downloaded bytes to the cache failed (disk full, read-only folder)."""
-
-
-class _MirrorFailed(Exception):
-    """One mirror could not deliver the right bytes; the next one is tried."""
-
-
-class _HashingWriter:
-    """A write-only file wrapper that keeps the md5 of what went through it."""
-
-    def __init__(self, fh: BinaryIO, path: Path) -> None:
-        self._fh = fh
-        self._path = path
-        self.md5 = hashlib.md5(usedforsecurity=False)
-
-    def write(self, data: bytes) -> int:
-        self.md5.update(data)
-        try:
-            return self._fh.write(data)
-        except OSError as exc:
-            raise _CacheWriteError(f"cannot write {self._path}: {exc.strerror or exc}") from None
+    bar = _RichBar(progress, f"downloading {name}") if progress is not None else False
+    return pooch.HTTPDownloader(progressbar=bar, timeout=DOWNLOAD_TIMEOUT_S,
+                                headers={"User-Agent": f"tagteller/{__version__}"})
 
 
 def _reason(exc: BaseException) -> str:
     """A short, one-line reason for a failed download."""
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    if isinstance(exc, urllib.error.URLError):
-        reason = exc.reason
-        text = str(getattr(reason, "strerror", None) or reason).strip()
-        return text.splitlines()[0] if text else exc.__class__.__name__
-    if isinstance(exc, TimeoutError):
+    response = getattr(exc, "response", None)
+    if response is not None and getattr(response, "status_code", None):
+        return f"HTTP {response.status_code} {response.reason or ''}".strip()
+    text = " ".join(str(exc).split())
+    if "timed out" in text.lower() or isinstance(exc, TimeoutError):
         return "timed out"
-    text = str(exc).strip()
-    return f"{exc.__class__.__name__}: {text.splitlines()[0]}" if text else exc.__class__.__name__
+    for marker in ("Failed to establish a new connection: ", "Connection refused", "Name or service not known",
+                   "Temporary failure in name resolution"):
+        if marker in text:
+            return text.split(marker, 1)[-1].rstrip(")'\"") if marker.endswith(": ") else marker.lower()
+    return f"{exc.__class__.__name__}: {text[:200]}" if text else exc.__class__.__name__
 
 
 def fetch_file(official: OfficialFile, folder: Path, *, progress: Progress | None = None) -> Path:
     """Download ``official`` into ``folder`` from the first mirror that serves the right bytes.
 
-    Each attempt streams into a temp file beside the destination, which is renamed into place
-    only after its md5 matched; a failed attempt leaves nothing behind. Raises
-    :class:`DownloadError` naming each mirror's reason when none delivered.
+    pooch downloads to a temp file beside the destination, checks the md5 and only then moves it
+    into place, so a failed attempt leaves nothing behind. Raises :class:`DownloadError` naming
+    each mirror's reason when none delivered.
     """
-    dest = folder / official.name
+    import logging
+
+    import pooch
+    import requests
+
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # pooch announces each download on stderr; the progress bar does
     reasons: list[str] = []
-    for mirror in MIRRORS:
-        url = mirror + official.name
-        host = urllib.parse.urlsplit(url).netloc
-        task = progress.add_task(f"downloading {official.name}", total=None) if progress is not None else None
-
-        def on_bytes(count: int, total: int | None, _task: Any = task) -> None:
-            if progress is not None:
-                progress.update(_task, advance=count, total=total)
-
-        try:
-            with atomic_open(dest, "wb") as fh:
-                writer = _HashingWriter(fh, dest)
-                try:
-                    download(url, writer, timeout=DOWNLOAD_TIMEOUT_S, on_bytes=on_bytes)  # type: ignore[arg-type]
-                except (OSError, http.client.HTTPException, DownloadError) as exc:
-                    raise _MirrorFailed(f"{host}: {_reason(exc)}") from None
-                got = writer.md5.hexdigest()
-                if got != official.md5:
-                    raise _MirrorFailed(f"{host}: sent a file with md5 {got}, published {official.md5}")
-            return dest
-        except _MirrorFailed as exc:
-            reasons.append(str(exc))
-        except _CacheWriteError as exc:
-            raise DownloadError(str(exc)) from None
-        except OSError as exc:  # the temp file could not be created: the cache folder is unusable
-            raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}") from None
-        finally:
-            if progress is not None and task is not None:
-                progress.remove_task(task)
+    try:
+        for mirror in MIRRORS:
+            url = mirror + official.name
+            host = urllib.parse.urlsplit(url).netloc
+            try:
+                return Path(pooch.retrieve(url, known_hash=f"md5:{official.md5}", fname=official.name,
+                                           path=folder, downloader=make_downloader(official.name, progress),
+                                           progressbar=False))
+            except requests.RequestException as exc:  # before OSError: requests' errors are OSErrors
+                reasons.append(f"{host}: {_reason(exc)}")
+            except ValueError as exc:  # pooch: the md5 of what arrived is not the published one
+                if "hash" not in str(exc).lower():
+                    raise
+                reasons.append(f"{host}: sent a file whose md5 is not the published {official.md5}")
+            except OSError as exc:  # the cache folder is unusable: no other mirror helps
+                raise DownloadError(f"cannot write {folder / official.name}: {exc.strerror or exc}") from None
+    finally:
+        logger.setLevel(level)
     raise DownloadError("; ".join(reasons) if reasons else f"no mirror for {official.name}")
 
 

@@ -10,7 +10,7 @@ Layout: ``tagteller.paths.feedback_dir(domain)/<label>/<sha256 of the file's byt
   with ``new_label=True`` and only for a domain with ``allow_new_labels`` (a label filed that
   way is known while it has photos in the inbox). The image must
   decode fully with Pillow (:func:`tagteller.imaging.open_image`) and be a JPEG, PNG, WebP, GIF,
-  BMP or TIFF; the original bytes are stored unchanged.
+  BMP, TIFF, AVIF or HEIC; the original bytes are stored unchanged.
 - **Atomic**: files are written through :mod:`tagteller.atomic`.
 
 :func:`feedback_samples` gives the inbox as :class:`tagteller.datasets.Sample` objects, which
@@ -46,6 +46,8 @@ FORMAT_EXTENSIONS = {
     "GIF": "gif",
     "BMP": "bmp",
     "TIFF": "tif",
+    "AVIF": "avif",
+    "HEIF": "heic",  # a phone photo (pillow-heif)
 }
 _FILED_NAME_RE = re.compile(r"^([0-9a-f]{64})\.(" + "|".join(sorted(set(FORMAT_EXTENSIONS.values()))) + r")$")
 
@@ -177,7 +179,7 @@ def verify_image(data: bytes) -> str:
         im.close()
     ext = FORMAT_EXTENSIONS.get(fmt or "")
     if ext is None:
-        raise ImageError(f"{fmt} images are not filed; use JPEG, PNG, WebP, GIF, BMP or TIFF")
+        raise ImageError(f"{fmt} images are not filed; use JPEG, PNG, WebP, GIF, BMP, TIFF, AVIF or HEIC")
     return ext
 
 

@@ -6,6 +6,12 @@ orientation, first frame of animations, transparency, 16-bit and CMYK images, co
 auto-inversion, trimming and the resize. Errors are :class:`~tagteller.errors.ImageError` with a
 one-line reason.
 
+It is the one opener of every image tagteller reads (the CLI, the page's uploads, training data,
+feedback) and :data:`IMAGE_EXTENSIONS` the one list of the file names folder walks keep. Phone
+photos: AVIF with Pillow's own decoder (Pillow >= 11.3), HEIC/HEIF with pillow-heif, whose opener
+is registered the first time a file that Pillow cannot identify starts with an ISO-BMFF ``ftyp``
+box, so a scan of JPEGs never imports it (about 20 ms).
+
 Speed (measured in ``benchmarks/``, see BENCHMARKS.md): a phone photo is decoded by libjpeg at 1/2,
 1/4 or 1/8 scale (``draft``) to the smallest size that still covers twice the model input, which
 leaves a JPEG's entropy decoding as most of its cost; no step copies the image when it has nothing
@@ -35,10 +41,22 @@ from tagteller.preprocessing import Preprocessing
 MAX_PIXELS = 80_000_000
 #: Largest file read, in bytes.
 MAX_FILE_BYTES = 100 * 1024 * 1024
-#: The Pillow decoders tried, matching the photo extensions tagteller scans (the JPEG decoder also
-#: opens a camera's multi-picture MPO files). Anything else (EPS, which would run Ghostscript; PSD,
-#: SGI, FLI, ... rarely used and rarely hardened) is refused as not a recognised image format.
-PHOTO_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP")
+#: The pillow-heif format name (HEIC, the iPhone default, and other HEIF files).
+HEIF_FORMAT = "HEIF"
+#: Every format a photo is decoded from (Pillow format names), matching the photo extensions
+#: tagteller scans (the JPEG decoder also opens a camera's multi-picture MPO files). Anything else
+#: (EPS, which would run Ghostscript; PSD, SGI, FLI, ... rarely used and rarely hardened) is refused
+#: as not a recognised image format. AVIF is Pillow's own decoder (libavif in its wheels since
+#: 11.3); HEIF is pillow-heif's, registered on first use (see :func:`_heif_opener`).
+PHOTO_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP", "AVIF", HEIF_FORMAT)
+#: The ones Pillow has without pillow-heif: tried first, on every file.
+_PILLOW_FORMATS = tuple(name for name in PHOTO_FORMATS if name != HEIF_FORMAT)
+#: File extensions of the formats above: what folder scans and dataset layouts keep (anything else
+#: in a scanned folder is counted as skipped). A file named explicitly is tried whatever its name.
+IMAGE_EXTENSIONS = frozenset({
+    ".jpg", ".jpeg", ".jfif", ".png", ".gif", ".webp", ".tif", ".tiff", ".bmp",
+    ".avif", ".heic", ".heif", ".hif",
+})
 
 #: A JPEG is decoded at the smallest libjpeg scale (1/2, 1/4, 1/8) whose result is still at least
 #: this many times the model input on each side. 2 keeps the answers of full-quality decoding:
@@ -54,6 +72,58 @@ ImageSource = Union[str, os.PathLike, bytes, np.ndarray, Image.Image]
 #: decode threads inside it at once could leave the bomb warning turned into an error for good.
 #: Reading a header takes microseconds, so the threads take turns around it.
 _OPEN_LOCK = threading.Lock()
+#: None: not tried yet; then whether pillow-heif's opener is registered.
+_heif_registered: bool | None = None
+
+
+def _avif_decodes() -> bool:
+    """Whether this Pillow has its AVIF decoder (libavif; in Pillow's wheels since 11.3). Its AVIF
+    plugin is registered either way, and only says "not installed" when it is missing."""
+    from PIL import features
+
+    return bool(features.check_module("avif"))
+
+
+def _heif_opener() -> bool:
+    """Register pillow-heif's HEIF opener with Pillow, once (called under ``_OPEN_LOCK``);
+    False when pillow-heif is not installed."""
+    global _heif_registered
+    if _heif_registered is None:
+        try:
+            import pillow_heif
+        except ImportError:
+            _heif_registered = False
+        else:
+            pillow_heif.register_heif_opener()
+            _heif_registered = True
+    return _heif_registered
+
+
+def _iso_bmff_brand(fh: object) -> bytes | None:
+    """The major brand of a stream that starts with an ISO base media ``ftyp`` box (``heic``,
+    ``mif1``, ``avif``, an MP4's ``isom``, ...); None for anything else."""
+    fh.seek(0)  # type: ignore[attr-defined]
+    head = fh.read(12)  # type: ignore[attr-defined]
+    fh.seek(0)  # type: ignore[attr-defined]
+    return head[8:12] if len(head) == 12 and head[4:8] == b"ftyp" else None
+
+
+def _open_any(fh: object) -> Image.Image:
+    """``Image.open`` over Pillow's own :data:`PHOTO_FORMATS`, then HEIF for an ISO-BMFF file it did not
+    identify (called under ``_OPEN_LOCK``)."""
+    try:
+        # Pillow loads only its five most common plugins until a format beyond them is asked for:
+        # a JPEG or PNG scan never imports the others (WebP, TIFF, AVIF, ...).
+        return Image.open(fh, formats=_PILLOW_FORMATS)  # type: ignore[arg-type]
+    except UnidentifiedImageError:
+        brand = _iso_bmff_brand(fh)
+        if brand is None:
+            raise
+    if brand in (b"avif", b"avis") and not _avif_decodes():
+        raise ImageError("AVIF image, and this Pillow cannot decode AVIF (Pillow's wheels can since 11.3)")
+    if not _heif_opener():
+        raise ImageError("HEIC/HEIF image, and pillow-heif (which reads them) is not installed") from None
+    return Image.open(fh, formats=(HEIF_FORMAT,))  # type: ignore[arg-type]
 
 
 def open_image(source: ImageSource) -> Image.Image:
@@ -91,7 +161,13 @@ def open_image(source: ImageSource) -> Image.Image:
     try:
         with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(fh, formats=PHOTO_FORMATS)  # type: ignore[arg-type]
+            # Pillow warns before it raises for a format it knows but lacks a decoder for; the
+            # ImageError below says so on its own line.
+            warnings.filterwarnings("ignore", "image file could not be identified", UserWarning)
+            im = _open_any(fh)
+    except ImageError:
+        _close(fh)
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         _close(fh)
         raise ImageError("refused: declared image size is a decompression bomb") from None

@@ -16,12 +16,51 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Callable
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import IO, Any
 
 from tagteller.engine import ScanResult
+from tagteller.errors import TagtellerError
 
 FORMATS = ("table", "json", "jsonl", "csv")
+#: The format ``-o FILE`` implies when no ``--format`` is given (other extensions: table).
+FORMAT_BY_EXTENSION = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "table"}
+#: ``-o -``: write to standard output.
+STDOUT = "-"
+
+
+def resolve_output(output: str | os.PathLike[str] | None, fmt: str | None) -> tuple[Path | None, str]:
+    """``(file or None for stdout, format)`` for ``-o``/``--format``: the one place both are
+    decided. An explicit ``fmt`` wins; otherwise the file's extension says it (table for others).
+    The file is checked before anything is scanned (:func:`check_output_path`)."""
+    path = None if output is None or os.fspath(output) == STDOUT else Path(output)
+    if fmt is None:
+        fmt = FORMAT_BY_EXTENSION.get(path.suffix.lower(), "table") if path is not None else "table"
+    if fmt not in FORMATS:
+        raise TagtellerError(f"unknown --format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if path is not None:
+        check_output_path(path)
+    return path, fmt
+
+
+def check_output_path(path: Path) -> None:
+    """Raise a one-line :class:`TagtellerError` when ``path`` cannot be written as a file: it is a
+    folder, a folder on its way is a file, or the nearest existing folder is not writable (missing
+    folders are created when the results are written)."""
+    if path.is_dir():
+        raise TagtellerError(f"{path}: is a folder; give a file name, e.g. {path / 'results.json'}")
+    if os.path.lexists(path) and not path.is_file():
+        raise TagtellerError(f"{path}: exists and is not a regular file")
+    for parent in path.parents:
+        if parent.is_dir():
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise TagtellerError(f"{path}: cannot write in folder {parent}: permission denied")
+            return
+        if os.path.lexists(parent):
+            raise TagtellerError(f"{path}: {parent} is a file, not a folder")
 
 
 #: What an ``unknown`` answer says (tables, the scanner page), for one domain or for all of them.
@@ -156,13 +195,30 @@ class CsvWriter(Writer):
 
 class TableWriter(Writer):
     """Aligned rows printed as results arrive (a header first); with ``domain_column``, a DOMAIN
-    column after the file (scans over every domain)."""
+    column after the file (scans over every domain).
 
-    DOMAIN_WIDTH = 16
+    Column widths come from the data, known before the first result: the names of the files to
+    scan and the labels the models can answer. File names are shortened (``…`` + their end) only
+    on a terminal too narrow for them; a file or a pipe gets them whole."""
 
-    def __init__(self, stream: IO[str], width: int = 48, extra_columns: tuple[str, ...] = (),
-                 domain_column: bool = False) -> None:
+    MIN_FILE_WIDTH = 24
+    DEFAULT_FILE_WIDTH = 48  # when the names are not known beforehand
+
+    def __init__(self, stream: IO[str], width: int | None = None, extra_columns: tuple[str, ...] = (),
+                 domain_column: bool = False, names: Iterable[str] = (), labels: Iterable[str] = (),
+                 domains: Iterable[str] = ()) -> None:
         super().__init__(stream)
+        self.label_width = max([len("RESULT"), len("ERROR"), *(len(label) for label in labels)])
+        self.domain_width = max([len("DOMAIN"), *(len(name) for name in domains)])
+        names = list(names)
+        self.shorten_to: int | None = None  # names longer than this are shortened (terminals only)
+        if width is None:
+            width = max([len("FILE"), *(len(name) for name in names)]) if names else self.DEFAULT_FILE_WIDTH
+            columns = _terminal_columns(stream)
+            if columns is not None:  # keep a row on one line: the file column gives way first
+                rest = 2 + self.label_width + 2 + 14 + 2 + 24 + ((self.domain_width + 2) if domain_column else 0)
+                width = min(width, max(self.MIN_FILE_WIDTH, columns - rest))
+                self.shorten_to = width
         self.width = width
         self.extra_columns = extra_columns
         self.domain_column = domain_column
@@ -171,23 +227,25 @@ class TableWriter(Writer):
     def write(self, record: dict[str, Any]) -> None:
         if not self.header_done:
             extra = "".join(f"  {c}" for c in self.extra_columns)
-            domain = f"{'DOMAIN':<{self.DOMAIN_WIDTH}}  " if self.domain_column else ""
-            self.stream.write(f"{'FILE':<{self.width}}  {domain}{'RESULT':<24}  {'CONFIDENCE':<14}  OTHERS{extra}\n")
+            domain = f"{'DOMAIN':<{self.domain_width}}  " if self.domain_column else ""
+            self.stream.write(f"{'FILE':<{self.width}}  {domain}{'RESULT':<{self.label_width}}  {'CONFIDENCE':<14}  "
+                              f"OTHERS{extra}\n")
             self.header_done = True
         name = record["file"]
-        if len(name) > self.width:
-            name = "…" + name[-(self.width - 1):]
+        if self.shorten_to is not None and len(name) > self.shorten_to:
+            name = "…" + name[-(self.shorten_to - 1):]
         if self.domain_column:
-            name = f"{name:<{self.width}}  {record['domain'] or '-':<{self.DOMAIN_WIDTH}}"
+            name = f"{name:<{self.width}}  {record['domain'] or '-':<{self.domain_width}}"
         if record["status"] == "error":
-            line = f"{name:<{self.width}}  {'ERROR':<24}  {record['error']}"
+            line = f"{name:<{self.width}}  {'ERROR':<{self.label_width}}  {record['error']}"
         elif record["status"] == "unknown":
             guesses = ", ".join(f"{p['label']} {p['probability'] * 100:.0f}%" for p in record["top"])
             line = (f"{name:<{self.width}}  {describe_unknown(record)}  (score {_number(record['ood_score'])} "
                     f"over {_number(record['ood_threshold'])}; best guesses: {guesses})")
         else:
             others = ", ".join(f"{p['label']} {p['probability'] * 100:.0f}%" for p in record["top"][1:])
-            line = f"{name:<{self.width}}  {record['label']:<24}  {describe_confidence(record):<14}  {others}"
+            line = (f"{name:<{self.width}}  {record['label']:<{self.label_width}}  {describe_confidence(record):<14}  "
+                    f"{others}")
             for column in self.extra_columns:
                 if record.get(column):
                     line += f"  {record[column]}"
@@ -195,9 +253,21 @@ class TableWriter(Writer):
         self.stream.flush()
 
 
-def make_writer(fmt: str, stream: IO[str], extra_columns: tuple[str, ...] = (), any_domain: bool = False) -> Writer:
+def _terminal_columns(stream: IO[str]) -> int | None:
+    """The width of the terminal ``stream`` writes to; None for a file or a pipe."""
+    try:
+        if not stream.isatty():
+            return None
+    except (AttributeError, ValueError):
+        return None
+    return shutil.get_terminal_size().columns
+
+
+def make_writer(fmt: str, stream: IO[str], extra_columns: tuple[str, ...] = (), any_domain: bool = False,
+                names: Iterable[str] = (), labels: Iterable[str] = (), domains: Iterable[str] = ()) -> Writer:
     """The writer for ``fmt``; ``any_domain``: records of a scan over every domain (a DOMAIN
-    column in tables, an ``alternatives`` column in CSV)."""
+    column in tables, an ``alternatives`` column in CSV). ``names``, ``labels`` and ``domains``
+    (the files to scan, the labels and domains that may answer) size a table's columns."""
     if fmt == "json":
         return JsonWriter(stream)
     if fmt == "jsonl":
@@ -205,5 +275,6 @@ def make_writer(fmt: str, stream: IO[str], extra_columns: tuple[str, ...] = (), 
     if fmt == "csv":
         return CsvWriter(stream, extra_columns + (("alternatives",) if any_domain else ()))
     if fmt == "table":
-        return TableWriter(stream, extra_columns=extra_columns, domain_column=any_domain)
+        return TableWriter(stream, extra_columns=extra_columns, domain_column=any_domain, names=names,
+                           labels=labels, domains=domains)
     raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")

@@ -6,7 +6,10 @@ path as anyone else's. ``TAGTELLER_PLUGINS`` is an allow-list: a comma-separated
 (entry-point) names to load; unset loads all, empty loads none.
 
 A plugin that raises while importing, or inside a hook, or that registers something invalid, is
-recorded in :data:`failures`, named in a warning, and skipped; the rest keep working.
+recorded in :data:`failures`, named in a warning (the whole reason on one line, and where in the
+plugin's code it was raised), and skipped; the rest keep working. So is a plugin module with no
+``@tagteller.hookimpl`` function (it would do nothing); a ``TAGTELLER_PLUGINS`` name that no
+installed plugin has is warned about too.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import importlib.metadata
 import os
 import sys
 import threading
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -56,10 +60,43 @@ def _allow_list() -> set[str] | None:
     return {name.strip() for name in value.split(",") if name.strip()}
 
 
+#: Frames of these packages are not "where the plugin raised it".
+_OWN_CODE = (os.path.dirname(os.path.abspath(__file__)) + os.sep, os.path.dirname(pluggy.__file__) + os.sep)
+
+
 def describe_error(exc: BaseException) -> str:
-    """``ExceptionType: first line of its message``, for one-line warnings."""
-    text = str(exc).strip().splitlines()
-    return f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__
+    """``ExceptionType: the whole message`` on one line (pluggy's validation errors give the reason
+    on their last line), then ``(at package/module.py:LINE)``: the plugin's own code that raised."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = f"{exc.__class__.__name__}: {'; '.join(lines)}" if lines else exc.__class__.__name__
+    where = _raised_at(exc)
+    return f"{text} (at {where})" if where else text
+
+
+def _raised_at(exc: BaseException) -> str | None:
+    """``folder/file.py:LINE`` of the innermost frame outside tagteller, pluggy and importlib."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        filename = os.path.abspath(frame.filename) if not frame.filename.startswith("<") else frame.filename
+        if filename.startswith("<") or filename.startswith(_OWN_CODE) or "importlib" in filename:
+            continue
+        parts = filename.split(os.sep)
+        return f"{'/'.join(parts[-2:])}:{frame.lineno}"
+    return None
+
+
+def _no_hooks_reason(module: Any) -> str:
+    """Why a plugin module registered no hook: undecorated functions named like hooks, or none."""
+    undecorated = [name for name in dir(hookspecs) if not name.startswith("_")
+                   and callable(getattr(hookspecs, name)) and callable(getattr(module, name, None))]
+    if undecorated:
+        return (f"{', '.join(undecorated)} in {getattr(module, '__name__', module)!r} is not decorated with "
+                "@tagteller.hookimpl, so it is never called")
+    return f"{getattr(module, '__name__', module)!r} has no @tagteller.hookimpl function: it provides nothing"
+
+
+def _warn(message: str) -> None:
+    if os.environ.get("TAGTELLER_QUIET_PLUGIN_WARNINGS") != "1":
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def warn_failure(failure: PluginFailure) -> None:
@@ -68,8 +105,7 @@ def warn_failure(failure: PluginFailure) -> None:
     if failure in failures:
         return
     failures.append(failure)
-    if os.environ.get("TAGTELLER_QUIET_PLUGIN_WARNINGS") != "1":
-        print(f"warning: {failure}; skipped", file=sys.stderr)
+    _warn(f"{failure}; skipped")
 
 
 def load_plugins() -> None:
@@ -93,11 +129,20 @@ def load_plugins() -> None:
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin must not break the rest
                 warn_failure(PluginFailure(ep.name, "load", describe_error(exc)))
                 continue
+            if not pm.get_hookcallers(module):
+                pm.unregister(name=ep.name)
+                warn_failure(PluginFailure(ep.name, "load", _no_hooks_reason(module)))
+                continue
             try:
                 pm.check_pending()
             except pluggy.PluginValidationError as exc:
                 pm.unregister(name=ep.name)
                 warn_failure(PluginFailure(ep.name, "load", describe_error(exc)))
+        unmatched = sorted(allow - {ep.name for ep in entry_points}) if allow else []
+        if unmatched:
+            installed = ", ".join(sorted({ep.name for ep in entry_points})) or "none"
+            _warn(f"{ALLOW_ENV} names {', '.join(map(repr, unmatched))}, which no installed plugin has "
+                  f"(installed plugins: {installed})")
 
 
 def register_plugin(plugin: Any, name: str) -> None:

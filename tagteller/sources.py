@@ -1,7 +1,8 @@
 """Turning command-line arguments (files, folders, globs) into the list of images to scan.
 
 Folders are walked recursively without following directory symlinks (so a symlink loop cannot
-trap the walk), keeping files with an image extension; glob patterns are matched with
+trap the walk), keeping files with an image extension (:data:`tagteller.imaging.IMAGE_EXTENSIONS`)
+and counting every other file as skipped, by reason (:func:`describe_skipped` says it); glob patterns are matched with
 :meth:`pathlib.Path.glob`, whose ``**`` does not follow directory symlinks either. Files named
 explicitly are always tried, whatever their extension. One directory entry reached by two routes
 (a folder and a symlink to it) is scanned once. An argument that matches nothing, or a folder with
@@ -11,11 +12,16 @@ no image in it, becomes an :class:`InputProblem`, reported like any failed file.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from tagteller.datasets import IMAGE_EXTENSIONS
 from tagteller.engine import display_name
+from tagteller.imaging import IMAGE_EXTENSIONS
+
+#: Why a file met in a folder walk was not scanned (the keys of the ``skipped`` counter).
+SKIP_NOT_IMAGE = "not images"
+SKIP_HIDDEN = "hidden"
 
 
 @dataclass(frozen=True)
@@ -56,8 +62,16 @@ def _glob(pattern: str) -> list[Path]:
     return [m for m in matches if not any(c.startswith(".") for c in m.relative_to(base).parts)]
 
 
-def expand(args: list[str]) -> list[Path | InputProblem]:
-    """Expand arguments in order; duplicates (same directory entry twice) are kept only once."""
+def describe_skipped(skipped: Counter[str]) -> str:
+    """``"3 files skipped: not images; 1 file skipped: hidden"``; empty when nothing was skipped."""
+    return "; ".join(f"{n} file{'s' if n != 1 else ''} skipped: {reason}"
+                     for reason, n in sorted(skipped.items()) if n)
+
+
+def expand(args: list[str], skipped: Counter[str] | None = None) -> list[Path | InputProblem]:
+    """Expand arguments in order; duplicates (same directory entry twice) are kept only once.
+    Files in walked folders that are not scanned are counted by reason into ``skipped``."""
+    skipped = Counter() if skipped is None else skipped
     out: list[Path | InputProblem] = []
     seen: set[str] = set()
     real_folders: dict[str, str] = {}
@@ -79,13 +93,13 @@ def expand(args: list[str]) -> list[Path | InputProblem]:
         if os.path.lexists(path) and not path.is_dir():
             add_all([path])
         elif path.is_dir():
-            if not add_all(walk_folder(path)):
+            if not add_all(walk_folder(path, skipped)):
                 out.append(InputProblem(display_name(arg), "no image files in this folder"))
         elif _has_magic(arg):
             matches = _glob(arg)
             if not matches:
                 out.append(InputProblem(display_name(arg), "no file matches this pattern"))
-            found = sum(add_all(walk_folder(m) if m.is_dir() else [m]) for m in matches)
+            found = sum(add_all(walk_folder(m, skipped) if m.is_dir() else [m]) for m in matches)
             if matches and not found:
                 out.append(InputProblem(display_name(arg), "no image files match this pattern"))
         else:
@@ -93,8 +107,10 @@ def expand(args: list[str]) -> list[Path | InputProblem]:
     return out
 
 
-def walk_folder(folder: Path) -> list[Path | InputProblem]:
-    """Image files below ``folder`` (recursive, sorted, directory symlinks not followed)."""
+def walk_folder(folder: Path, skipped: Counter[str] | None = None) -> list[Path | InputProblem]:
+    """Image files below ``folder`` (recursive, sorted, directory symlinks not followed); the
+    other files are counted into ``skipped`` by reason (hidden folders are not entered)."""
+    skipped = Counter() if skipped is None else skipped
     found: list[Path | InputProblem] = []
 
     def onerror(exc: OSError) -> None:
@@ -104,7 +120,9 @@ def walk_folder(folder: Path) -> list[Path | InputProblem]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):
-                continue
-            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                skipped[SKIP_HIDDEN] += 1
+            elif os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
                 found.append(Path(dirpath) / name)
+            else:
+                skipped[SKIP_NOT_IMAGE] += 1
     return found

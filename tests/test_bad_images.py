@@ -323,11 +323,12 @@ def parse_records(fmt: str, stdout: str) -> list[dict]:
     if fmt == "csv":
         return [dict(row, label=row["label"] or None, error=row["error"] or None)
                 for row in csv.DictReader(io.StringIO(stdout))]
-    lines = stdout.splitlines()  # table: FILE (48 wide), RESULT (24), then CONFIDENCE or the error
+    lines = stdout.splitlines()  # table: FILE, RESULT, then CONFIDENCE or the error (widths from the data)
     assert lines[0].split() == ["FILE", "RESULT", "CONFIDENCE", "OTHERS"]
+    result_at, rest_at = lines[0].index("RESULT"), lines[0].index("CONFIDENCE")
     records = []
     for line in lines[1:]:
-        name, result, rest = line[:48].rstrip(), line[50:74].rstrip(), line[76:]
+        name, result, rest = line[:result_at].rstrip(), line[result_at:rest_at].rstrip(), line[rest_at:]
         failed = result == "ERROR"
         records.append({"file": name, "status": "error" if failed else "ok",
                         "label": None if failed else result, "error": rest if failed else None})

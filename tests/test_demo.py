@@ -13,12 +13,13 @@ import http.server
 import json
 import re
 import threading
-import urllib.error
+import socket
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 from typer.testing import CliRunner
 
 from tagteller import demo
@@ -77,22 +78,25 @@ def adopt_as_official(monkeypatch, folder: Path) -> None:
 
 
 class FakeMirror:
-    """Replaces ``demo.download``: serves files from ``folder`` and records every URL asked for."""
+    """A pooch downloader standing in for ``demo.make_downloader``'s: serves files from ``folder``
+    (or, for ``fail_hosts``, raises the connection error requests raises offline) and records
+    every URL asked for."""
 
     def __init__(self, folder: Path, fail_hosts: tuple[str, ...] = ()) -> None:
         self.folder = folder
         self.fail_hosts = fail_hosts
         self.urls: list[str] = []
 
-    def __call__(self, url, out, *, timeout, on_bytes=None) -> None:
+    def __call__(self, url, output_file, pooch_instance, check_only=False) -> None:
         self.urls.append(url)
-        assert timeout > 0
         if any(host in url for host in self.fail_hosts):
-            raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-        data = (self.folder / url.rsplit("/", 1)[1]).read_bytes()
-        out.write(data)
-        if on_bytes is not None:
-            on_bytes(len(data), len(data))
+            raise requests.ConnectionError("Failed to establish a new connection: [Errno -3] Temporary failure "
+                                           "in name resolution")
+        Path(output_file).write_bytes((self.folder / url.rsplit("/", 1)[1]).read_bytes())
+
+    def install(self, monkeypatch) -> FakeMirror:
+        monkeypatch.setattr(demo, "make_downloader", lambda name, progress=None: self)
+        return self
 
 
 def test_demo_prints_the_hand_computed_accuracy_and_class_lines(tmp_path, model):
@@ -147,7 +151,7 @@ def test_demo_json_with_limit_parses_and_scores_the_first_images(tmp_path, model
 
 def test_offline_scans_the_packaged_sample_and_says_so(monkeypatch):
     mirror = FakeMirror(Path("/nonexistent"), fail_hosts=("amazonaws.com", "githubusercontent.com"))
-    monkeypatch.setattr(demo, "download", mirror)
+    mirror.install(monkeypatch)
     result = run()  # the shipped apparel model
     assert result.exit_code == 0, result.stderr
     assert "could not download" in result.stderr and "sample that ships with tagteller" in result.stderr
@@ -161,7 +165,7 @@ def test_offline_scans_the_packaged_sample_and_says_so(monkeypatch):
 def test_offline_without_a_copy_or_sample_is_one_line_and_exit_2(monkeypatch, model, tmp_path):
     monkeypatch.setattr(demo, "PACKAGED_SAMPLE", tmp_path / "no-sample")
     mirror = FakeMirror(Path("/nonexistent"), fail_hosts=("amazonaws.com", "githubusercontent.com"))
-    monkeypatch.setattr(demo, "download", mirror)
+    mirror.install(monkeypatch)
     result = run()
     assert result.exit_code == 2
     assert result.stdout == ""
@@ -183,7 +187,7 @@ def test_a_corrupt_cached_file_is_downloaded_again(tmp_path, monkeypatch, model)
     (cache / IMAGES).write_bytes((upstream / IMAGES).read_bytes()[:-10])  # truncated
     (cache / LABELS_FILE).write_bytes((upstream / LABELS_FILE).read_bytes())
     mirror = FakeMirror(upstream)
-    monkeypatch.setattr(demo, "download", mirror)
+    mirror.install(monkeypatch)
 
     result = run("--json")
     assert result.exit_code == 0, result.output
@@ -204,7 +208,7 @@ def test_a_corrupt_cached_file_is_downloaded_again(tmp_path, monkeypatch, model)
 def test_wrong_bytes_from_every_mirror_are_refused_and_not_cached(tmp_path, monkeypatch, model):
     images, labels = make_split()
     upstream = write_split(tmp_path / "upstream", images, labels)
-    monkeypatch.setattr(demo, "download", FakeMirror(upstream))  # serves files with other md5s
+    FakeMirror(upstream).install(monkeypatch)  # serves files with other md5s
     monkeypatch.setattr(demo, "PACKAGED_SAMPLE", tmp_path / "no-sample")  # the error, not the fallback
     result = run()
     assert result.exit_code == 2
@@ -246,7 +250,7 @@ def test_mismatched_idx_files_are_a_clear_error(tmp_path, model):
 def test_no_model_is_one_line_and_exit_2_before_any_download(monkeypatch):
     monkeypatch.setattr(apparel, "DOMAIN", replace(apparel.DOMAIN, model_path=None))
     mirror = FakeMirror(Path("/nonexistent"))
-    monkeypatch.setattr(demo, "download", mirror)
+    mirror.install(monkeypatch)
     result = run()
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
@@ -308,3 +312,45 @@ def test_download_reports_the_http_error_of_each_mirror(local_mirror, monkeypatc
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].count("HTTP 404") == 2, result.stderr
+
+
+@pytest.fixture
+def refused_port() -> int:
+    """A localhost port nothing listens on: connecting to it is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_refused_connection_falls_back_to_the_packaged_sample(refused_port, monkeypatch):
+    """pooch itself, through requests, meets a refused connection on each mirror: no network used."""
+    monkeypatch.setattr(demo, "MIRRORS", (f"http://127.0.0.1:{refused_port}/a/", f"http://127.0.0.1:{refused_port}/b/"))
+    result = run("--limit", "50", "--json")
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and result.stderr.strip() == notes[0], result.stderr
+    assert notes[0].count("127.0.0.1") == 2 and "refused" in notes[0].lower()
+    assert "sample that ships with tagteller" in notes[0]
+    report = json.loads(result.stdout)
+    assert report["dataset"]["origin"] == "sample" and report["dataset"]["official"] is False
+    cache = demo.cache_folder()
+    assert not cache.exists() or list(cache.iterdir()) == []  # no temp file left behind
+
+
+def test_download_goes_through_pooch(monkeypatch, tmp_path):
+    import pooch
+
+    calls = []
+    real = pooch.retrieve
+
+    def spy(url, known_hash, **kwargs):
+        calls.append((url, known_hash))
+        return real(url, known_hash, **kwargs)
+
+    monkeypatch.setattr(pooch, "retrieve", spy)
+    images, labels = make_split()
+    upstream = write_split(tmp_path / "upstream", images, labels)
+    adopt_as_official(monkeypatch, upstream)
+    FakeMirror(upstream).install(monkeypatch)
+    demo.cached_test_split(tmp_path / "cache")
+    assert [known for _, known in calls] == [f"md5:{f.md5}" for f in demo.OFFICIAL_FILES]

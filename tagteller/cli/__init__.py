@@ -56,12 +56,28 @@ def build_app() -> typer.Typer:
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
+    app.callback()(_root_options)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(app)
     from tagteller import plugins
 
     plugins.call_each("register_commands", cli=app)
     return app
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from tagteller import __version__
+
+        typer.echo(f"tagteller {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+def _root_options(
+    version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Tell what a thing is from a photo: brand tags, shoes, book covers, products, garments."""
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:

@@ -63,8 +63,13 @@ def evaluate(
     batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, max=1024, help="Images per inference batch."),
     as_json: bool = typer.Option(False, "--json", help="Print report.json instead of the table."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr (default: on a terminal)."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Write the metrics only (report.json, predictions.jsonl), no PNGs; "
+                                  "also what happens, with a note, when matplotlib is not installed."),
 ) -> None:
     """Measure a model on labelled data with the scan engine; write report.json and plots.
+
+    Warns when the data is the data the model was trained on (its recorded data fingerprint):
+    scores on training images are optimistic; ``--split val`` keeps to its validation images.
 
     Exit code 0 when every image was evaluated, 1 when some failed to decode (they are listed in
     report.json and left out of the scores).
@@ -74,11 +79,20 @@ def evaluate(
     from tagteller.cli import EXIT_FAILED, fail
     from tagteller.engine import default_engine
     from tagteller.evaluate.evaluate import SPLITS, evaluate_dataset
-    from tagteller.evaluate.report import require_plots, write_evaluation_report
+    from tagteller.errors import TagtellerError
+    from tagteller.evaluate.overlap import training_overlap_warning
+    from tagteller.evaluate.report import INSTALL_HINT, require_plots, write_evaluation_report
 
     if split not in SPLITS:
         raise fail(f"unknown --split {split!r}; choose from {', '.join(SPLITS)}")
-    require_plots()  # fail before a long run, not after it
+    with_plots = not no_plots
+    if with_plots:
+        try:
+            require_plots()  # known before a long run, not after it
+        except TagtellerError:
+            with_plots = False
+            stderr.print(f"note: matplotlib is not installed, so no plots: metrics only ({INSTALL_HINT} draws them)",
+                         markup=False)
     dom, model_path = resolve_domain_and_model(domain, model)
     out_dir = out if out is not None else Path(f"tagteller-eval-{dom.name}")
 
@@ -106,7 +120,10 @@ def evaluate(
     if evaluation.labels_not_in_model:
         stderr.print(f"note: labels the model does not know (always counted wrong): "
                      f"{', '.join(evaluation.labels_not_in_model)}", markup=False)
-    report = write_evaluation_report(evaluation, out_dir, top_k=top_k)
+    overlap = training_overlap_warning(evaluation)
+    if overlap:
+        stderr.print(f"warning: {overlap}", markup=False)
+    report = write_evaluation_report(evaluation, out_dir, top_k=top_k, with_plots=with_plots)
     if as_json:
         typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
     else:

@@ -27,12 +27,15 @@ def add_command(
     from tagteller import feedback, plugins
     from tagteller.cli import EXIT_FAILED
     from tagteller.errors import ImageError
-    from tagteller.sources import InputProblem, expand
+    from collections import Counter
+
+    from tagteller.sources import InputProblem, describe_skipped, expand
 
     dom = plugins.get_domain(domain)
     label = feedback.check_label(dom, label, new_label)
     failed = 0
-    for item in expand(images):
+    skipped: Counter[str] = Counter()
+    for item in expand(images, skipped):
         if isinstance(item, InputProblem):
             failed += 1
             typer.echo(f"error: {item.source}: {item.reason}", err=True)
@@ -44,6 +47,8 @@ def add_command(
             typer.echo(f"error: {item}: {exc}", err=True)
             continue
         typer.echo(f"{item}: {filed.message}")
+    if skipped:
+        typer.echo(describe_skipped(skipped), err=True)
     if failed:
         typer.echo(f"{failed} image(s) not filed", err=True)
         raise typer.Exit(EXIT_FAILED)

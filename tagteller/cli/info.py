@@ -1,15 +1,38 @@
-"""``tagteller info MODEL.onnx``: print what a model file says about itself."""
+"""``tagteller info DOMAIN`` or ``tagteller info MODEL.onnx``: print what a model says about itself
+(a domain's model is the one ``scan --domain`` would use: installed by ``train``, or shipped)."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
 
 
+def resolve_model_argument(target: str) -> Path:
+    """A model file for ``target``: an existing file (or a name ending in ``.onnx``) is the file
+    itself; anything else names a domain, whose model it is. One-line errors otherwise."""
+    from tagteller import plugins
+    from tagteller.errors import ModelError, UnknownDomainError
+
+    path = Path(target)
+    if path.is_file() or path.suffix.lower() == ".onnx" or os.sep in target:
+        return path
+    try:
+        domain = plugins.get_domain(target)
+    except UnknownDomainError as exc:
+        raise UnknownDomainError(f"{exc} (and no file {target!r} here)") from None
+    model = domain.resolve_model()
+    if model is None:
+        raise ModelError(f"domain {domain.name!r} has no model yet: train one with "
+                         f"`tagteller train --domain {domain.name} DATA_DIR`")
+    return Path(model)
+
+
 def info(
-    model: Path = typer.Argument(..., help="A tagteller .onnx model file."),
+    target: str = typer.Argument(..., metavar="DOMAIN|MODEL.onnx",
+                                 help="A domain name (see `tagteller domains`) or a tagteller .onnx model file."),
     as_json: bool = typer.Option(False, "--json", help="Print the metadata as JSON."),
 ) -> None:
     """Show a model's domain, labels, input, preprocessing, open-set score, calibration, metrics and
@@ -19,6 +42,7 @@ def info(
 
     from tagteller.engine import Engine
 
+    model = resolve_model_argument(target)
     loaded = Engine(intra_threads=1).load(model)
     data = loaded.info.as_dict()
     data["file"] = str(model)

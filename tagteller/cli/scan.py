@@ -6,6 +6,7 @@ check the deal against typical prices (``--price``) and file the images as feedb
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Optional
@@ -14,8 +15,8 @@ import typer
 
 from tagteller.cli.common import DEFAULT_LOW_CONFIDENCE, resolve_domain_and_model, stderr, usable_domain_models
 from tagteller.engine import ScanResult, default_engine, display_name
-from tagteller.output import FORMATS, make_writer, result_record
-from tagteller.sources import InputProblem, expand
+from tagteller.output import FORMATS, make_writer, resolve_output, result_record
+from tagteller.sources import InputProblem, describe_skipped, expand
 
 PROGRESS_MIN_FILES = 8
 
@@ -56,8 +57,14 @@ def scan(
              "domain that has a model is tried and the one that recognises the image answers."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Use this .onnx model instead of the domain's."),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many labels to report per image."),
-    fmt: str = typer.Option("table", "--format", "-f", help=f"Output format: {', '.join(FORMATS)}."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results to this file (atomically)."),
+    fmt: Optional[str] = typer.Option(
+        None, "--format", "-f",
+        help=f"Output format: {', '.join(FORMATS)} (default: from the -o file's extension "
+             ".json/.jsonl/.csv, else table)."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o",
+        help="Write results to this file (atomically; checked before scanning) and a summary line on "
+             "stderr; - is standard output."),
     batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, max=1024, help="Images per inference batch."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a terminal and there are many files)."),
     price: Optional[str] = typer.Option(
@@ -84,8 +91,12 @@ def scan(
     from tagteller.atomic import atomic_open
     from tagteller.cli import EXIT_FAILED, fail
 
-    if fmt not in FORMATS:
-        raise fail(f"unknown --format {fmt!r}; choose from {', '.join(FORMATS)}")
+    from tagteller.errors import TagtellerError
+
+    try:  # the output file is checked before anything is scanned
+        output, fmt = resolve_output(output, fmt)
+    except TagtellerError as exc:
+        raise fail(str(exc)) from None
     if new_label and correct is None:
         raise fail("--new-label goes with --correct LABEL")
     if currency is not None and price is None:
@@ -125,7 +136,8 @@ def scan(
         correct = feedback.check_label(feedback_domain, correct, new_label)
     deals = DealColumns(paid, currency) if paid is not None else None
 
-    items = expand(paths)
+    skipped: Counter[str] = Counter()
+    items = expand(paths, skipped)
     files = [p for p in items if not isinstance(p, InputProblem)]
     problems = [p for p in items if isinstance(p, InputProblem)]
     failed = 0
@@ -148,13 +160,22 @@ def scan(
 
     with ExitStack() as stack:
         stream = stack.enter_context(atomic_open(output, "w", encoding="utf-8")) if output else sys.stdout
-        writer = make_writer(fmt, stream, extra_columns=extra_columns, any_domain=any_domain)
+        answering = models if any_domain else [loaded]
+        writer = make_writer(fmt, stream, extra_columns=extra_columns, any_domain=any_domain,
+                             names=[display_name(p) for p in files] + [p.source for p in problems],
+                             labels=[label for m in answering for label in m.info.labels],
+                             domains=[m.info.domain for m in answering])
+        from tagteller.summary import ScanSummary
+
+        summary = ScanSummary()
         for problem in problems:
             failed += 1
             report_failure(problem.source, problem.reason)
-            writer.write(record_for(ScanResult(source=problem.source, error=problem.reason, domain=results_domain,
-                                               model_version=results_version,
-                                               alternatives=[] if any_domain else None)))
+            problem_record = record_for(ScanResult(source=problem.source, error=problem.reason, domain=results_domain,
+                                                   model_version=results_version,
+                                                   alternatives=[] if any_domain else None))
+            writer.write(problem_record)
+            summary.add(problem_record, scanned=False)
         show = progress if progress is not None else (sys.stderr.isatty() and len(files) >= PROGRESS_MIN_FILES)
         bar = None
         if show:
@@ -174,7 +195,9 @@ def scan(
             if not result.ok:
                 failed += 1
                 report_failure(result.source, result.error or "failed")
-            writer.write(record_for(result))
+            record = record_for(result)
+            writer.write(record)
+            summary.add(record)
             if result.ok and feedback_domain is not None:
                 from tagteller.errors import TagtellerError
 
@@ -188,6 +211,10 @@ def scan(
             if bar is not None:
                 bar.advance(task)
         writer.close()
+    if output is not None:
+        stderr.print(summary.line(str(output)), markup=False)
+    if skipped:
+        stderr.print(describe_skipped(skipped), markup=False)
     for priced_domain, unpriced in (deals.unpriced.items() if deals is not None else ()):
         if unpriced:
             stderr.print(f"hint: no typical price for {', '.join(unpriced)}; add one with "

@@ -27,6 +27,20 @@ def _need_tensorflow(command: str) -> None:
         raise fail(f"`tagteller {command}` needs the training extra: pip install 'tagteller[train]'")
 
 
+def install_target_warning(domain, install_to: Path | None) -> str | None:
+    """Why ``--install-to`` will not be the model ``scan --domain`` uses: it is not the file the
+    domain's plugin reads (``Domain.model_path``; a relative path is relative to where ``train``
+    runs, not to the plugin's package). None when it is, or when there is nothing to compare."""
+    if install_to is None or domain.model_path is None:
+        return None
+    target, expected = Path(install_to).resolve(), Path(domain.model_path).resolve()
+    if target == expected:
+        return None
+    return (f"--install-to {install_to} is {target}, but the {domain.name!r} domain reads its model from "
+            f"{expected}: `scan --domain {domain.name}` will not use it (pass --install-to {expected}, or "
+            "leave --install-to out to install it into your own models folder)")
+
+
 def _log(text: str) -> None:
     stderr.print(text, markup=False, highlight=False)
 
@@ -62,6 +76,9 @@ def train(
     from tagteller.train.trainer import TrainOptions, parse_param, train_domain
 
     dom = plugins.get_domain(domain)
+    misplaced = install_target_warning(dom, install_to)
+    if misplaced:
+        stderr.print(f"warning: {misplaced}", markup=False)
     options = TrainOptions(
         data=data, epochs=epochs, time_budget_s=time_budget, fresh=fresh, force=force, weights=weights,
         install_to=install_to, quantize=quantize, seed=seed, batch_size=batch_size, stopping=stopping,

@@ -202,12 +202,22 @@ def _thumbnail(source: Any, side: int = 192) -> np.ndarray | None:
         im.close()
 
 
+#: The files written without plots (``--no-plots``, or matplotlib absent).
+METRICS_FILES = ("report", "predictions")
+
+
 def write_evaluation_report(evaluation: Evaluation, out_dir: str | Path, top_k: int | None = None,
-                            worst: int = 16) -> dict[str, Any]:
-    """Write ``report.json``, ``predictions.jsonl`` and the three PNGs into ``out_dir``."""
-    plots = require_plots()
+                            worst: int = 16, with_plots: bool = True) -> dict[str, Any]:
+    """Write ``report.json``, ``predictions.jsonl`` and (``with_plots``) the three PNGs into ``out_dir``."""
     out = Path(out_dir)
     report = evaluation_report(evaluation, top_k=top_k, worst=worst)
+    if not with_plots:
+        report["files"] = {key: EVALUATION_FILES[key] for key in METRICS_FILES}
+        atomic_write_text(out / EVALUATION_FILES["predictions"],
+                          "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in evaluation.records))
+        atomic_write_text(out / EVALUATION_FILES["report"], _dumps(report))
+        return report
+    plots = require_plots()
     name = f"{evaluation.domain.name} model {report['model']['version']}, split {evaluation.split}"
     cm = np.array(report["confusion_matrix"]["counts"])
     atomic_write_bytes(out / EVALUATION_FILES["confusion"],
