@@ -13,9 +13,10 @@ from tagteller.text_cues import TextCue, TextCues
 from tagteller_plugins.photo_recipes import LITE0, PHOTO_STOPPING
 
 #: The brand names as OCR reads them on these photos (scripts/text_cues_eval.py --mine: the only
-#: words found on 2+ training photos of one brand and on no photo of another, besides misreads
-#: that fuzzy matching covers: "odidas", "uma"). Logos are not text: the recogniser reads the
-#: Adidas stripes as CJK characters and the swoosh as nothing, so there are no shape "words".
+#: words found on 2+ training photos of one brand and on no photo of another, besides misreads:
+#: "odidas", which fuzzy matching covers, and "uma", which it does not, as 4-letter words match
+#: exactly only). Logos are not text: the recogniser reads the Adidas stripes as CJK characters
+#: (三, at scores under 0.5) and the swoosh as nothing, so no logo shape is a cue.
 TEXT_CUES = TextCues((TextCue("adidas", ("adidas",)), TextCue("nike", ("nike",)), TextCue("puma", ("puma",))))
 
 DOMAIN = Domain(

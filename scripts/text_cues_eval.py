@@ -138,6 +138,8 @@ def main() -> int:
                         "(default: the reader's, tagteller.text_cues.MIN_LINE_SCORE)")
     parser.add_argument("--min-similarity", type=float, default=None, help="override the domain's")
     parser.add_argument("--exact", action="store_true", help="exact matches only (min_similarity 1.0)")
+    parser.add_argument("--fuzzy-min-length", type=int, default=None, help="override the domain's")
+    parser.add_argument("--cues", help='try other cues: JSON {"label": ["word", ...], ...} (all may override)')
     parser.add_argument("--mine", action="store_true", help="print candidate cue words per label")
     parser.add_argument("--min-photos", type=int, default=2)
     parser.add_argument("--kfold", type=int, default=5)
@@ -170,13 +172,21 @@ def main() -> int:
             print(f"  {label}: {', '.join(f'{w} ({c})' for w, c in found[:15]) or '-'}")
 
     cues = domain.text_cues
+    if args.cues:
+        from tagteller.text_cues import TextCue
+
+        cues = TextCues(tuple(TextCue(label, tuple(words)) for label, words in json.loads(args.cues).items()),
+                        **({"min_similarity": cues.min_similarity} if cues is not None else {}))
     if cues is None:
         print("the domain declares no text cues: nothing more to measure")
         return 0
     if args.exact or args.min_similarity is not None:
         cues = replace(cues, min_similarity=1.0 if args.exact else args.min_similarity)
+    if args.fuzzy_min_length is not None:
+        cues = replace(cues, fuzzy_min_length=args.fuzzy_min_length)
     figures["cues"] = {c.label: list(c.words) for c in cues.cues}
     figures["min_similarity"] = cues.min_similarity
+    figures["fuzzy_min_length"] = cues.fuzzy_min_length
 
     engine = Engine()
     model = engine.load(args.model or domain.resolve_model())

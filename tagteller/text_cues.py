@@ -14,8 +14,9 @@ cues (:class:`SecondOpinion`):
 Matching (:func:`match_cues`) works on normalised text (:func:`normalise_text`: letters and digits
 only, accents folded, lower case) because OCR often drops or adds spaces (``NIKESPORTSWEAR``): a
 cue word matches where it appears in a line, or where a stretch of the line as long as the word
-(one letter more or less) is at least ``min_similarity`` alike by :class:`difflib.SequenceMatcher`
-(``NIKF`` for ``nike``). When cues of two labels match equally well, nothing matches.
+(one letter more or less; a shorter line as a whole) is at least ``min_similarity`` alike by
+:class:`difflib.SequenceMatcher` (``ADLDAS`` for ``adidas``, ``CONVER`` for ``converse``). Words
+under five letters match exactly only: one letter off ``nike`` is ``bike``. When cues of two labels match equally well, nothing matches.
 
 The OCR package is imported only when text is read: the default scan path never loads it.
 How often the cues of the built-in domains fire and how often they are right on their validation
@@ -47,6 +48,9 @@ MIN_LINE_SCORE = 0.5
 DEFAULT_MIN_SIMILARITY = 0.75
 #: Shortest cue word after normalisation: shorter ones match by chance.
 MIN_WORD_LENGTH = 3
+#: Shorter cue words match exactly only: one letter off a 4-letter word is another word too
+#: ("bike", "like" for nike; "pump", "human" for puma).
+DEFAULT_FUZZY_MIN_LENGTH = 5
 
 
 class OcrUnavailable(TagtellerError):
@@ -89,6 +93,7 @@ class TextCues:
       named by text.
     - ``min_similarity``: how alike (difflib ratio, 0-1) a stretch of the text must be to a cue
       word; 1.0 means exact matches only.
+    - ``fuzzy_min_length``: cue words shorter than this (after normalisation) match exactly only.
     - ``read_by_default``: scans with this domain read text without ``--read-text`` when the
       ``ocr`` extra is installed (``--no-read-text`` turns it off). Off for the built-in domains:
       reading costs about 100 times the image model.
@@ -96,6 +101,7 @@ class TextCues:
 
     cues: tuple[TextCue, ...]
     min_similarity: float = DEFAULT_MIN_SIMILARITY
+    fuzzy_min_length: int = DEFAULT_FUZZY_MIN_LENGTH
     read_by_default: bool = False
 
     def __post_init__(self) -> None:
@@ -132,18 +138,24 @@ class TextMatch:
                 "similarity": round(self.similarity, 4), "overrode": self.overrode}
 
 
-def _best_in_line(word: str, line: str, min_similarity: float) -> tuple[float, str] | None:
+def _best_in_line(word: str, line: str, cues: TextCues) -> tuple[float, str] | None:
     """The stretch of ``line`` most like ``word`` (both normalised) with its similarity, if it
-    reaches ``min_similarity``."""
+    reaches ``cues.min_similarity`` (exactly ``word`` when it is shorter than
+    ``cues.fuzzy_min_length``)."""
     if word in line:
         return 1.0, word
-    if min_similarity >= 1.0:
+    min_similarity = cues.min_similarity
+    if min_similarity >= 1.0 or len(word) < cues.fuzzy_min_length:
         return None
     best: tuple[float, str] | None = None
     matcher = difflib.SequenceMatcher(autojunk=False)
     matcher.set_seq2(word)
-    for size in (len(word) - 1, len(word), len(word) + 1):
-        if size < MIN_WORD_LENGTH or size > len(line):
+    # Stretches as long as the word, one letter more or less; a shorter line as a whole
+    # ("CONVER" for converse: the rest of the word was out of the picture).
+    sizes = {size for size in (len(word) - 1, len(word), len(word) + 1) if size <= len(line)}
+    sizes = sizes or {len(line)}
+    for size in sorted(sizes):
+        if size < MIN_WORD_LENGTH:
             continue
         for start in range(len(line) - size + 1):
             piece = line[start:start + size]
@@ -170,7 +182,7 @@ def match_cues(lines: Iterable[str], cues: TextCues) -> TextMatch | None:
         for word in cue.words:
             target = normalise_text(word)
             for line in normalised:
-                found = _best_in_line(target, line, cues.min_similarity)
+                found = _best_in_line(target, line, cues)
                 if found is None:
                     continue
                 key = (found[0], len(target))
