@@ -221,6 +221,37 @@ def test_read_text_without_the_extra_fails_with_one_line_naming_it(brands_domain
     assert result.exit_code == 0 and json.loads(result.output)["text"] is None
 
 
+def test_a_domain_reading_by_default_goes_on_without_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)
+    model = colour_model(tmp_path / "auto.onnx", domain="auto", labels=BRANDS)
+    cues = TextCues(CUES.cues, read_by_default=True)
+    plugins.register_plugin(DomainsPlugin(Domain(name="auto", description="x", labels=BRANDS, model_path=model,
+                                                 text_cues=cues)), "auto-test")
+    photo = str(red_photo(tmp_path / "a.jpg", "NIKE"))
+    result = run("scan", "--domain", "auto", "-f", "jsonl", photo)
+    assert result.exit_code == 0 and "not reading text" in result.output and "'ocr' extra" in result.output
+    assert json.loads(result.output.splitlines()[-1])["label"] == "adidas"
+    result = run("scan", "--domain", "auto", "--no-read-text", "-f", "jsonl", photo)
+    assert result.exit_code == 0 and "not reading text" not in result.output
+
+
+def test_serve_read_text_without_the_extra_is_a_400_naming_it(brands_domain, tmp_path, monkeypatch):
+    pytest.importorskip("fastapi", reason="needs the [serve] extra")
+    pytest.importorskip("python_multipart", reason="needs the [serve] extra")
+    from fastapi.testclient import TestClient
+
+    from tagteller.serve.app import create_app
+
+    monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)
+    data = red_photo(tmp_path / "nike.jpg", "NIKE").read_bytes()
+    with TestClient(create_app()) as client:
+        files = {"file": ("nike.jpg", data, "image/jpeg")}
+        response = client.post("/v1/scan", params={"domain": "brands", "read_text": "true"}, files=files)
+        assert response.status_code == 400 and INSTALL_HINT in response.text
+        body = client.post("/v1/scan", params={"domain": "brands"}, files=files).json()
+        assert body["label"] == "adidas" and body["text"] is None and body["text_match"] is None
+
+
 def test_read_text_on_a_domain_without_cues_says_so(tmp_path):
     model = colour_model(tmp_path / "plain.onnx", domain="plain", labels=BRANDS)
     plugins.register_plugin(DomainsPlugin(Domain(name="plain", description="x", labels=BRANDS, model_path=model)), "p")
