@@ -82,7 +82,7 @@ def scan(
         None, "--read-text/--no-read-text",
         help="Also read the text on each photo (OCR; needs the optional 'ocr' extra) for domains that "
              "declare text cues (clothing-tags, shoes): a brand name found there is recorded (text, "
-             "text_match) and overrides the image answer where the domain allows. Costs about 100 times "
+             "text_match) and overrides the image answer where the domain allows. Costs 50-200 times "
              "the image model. Default: the domain's own default (off for the built-in ones)."),
 ) -> None:
     """Tell what is in each image. Exit code 0 when every file scanned (an "unknown" answer
