@@ -48,18 +48,20 @@ def load_cache(path: Path) -> dict:
         return {}
 
 
-def read_all(samples, cache_path: Path) -> dict[str, dict]:
+def read_all(samples, cache_path: Path, detect_side: int) -> dict[str, dict]:
     """``{path: {"lines": [...], "scores": [...]}}`` for every sample, read once and cached."""
     from tagteller.atomic import atomic_write_text
-    from tagteller.text_cues import TextReader
+    from tagteller.text_cues import DETECT_SIDE, TextReader
 
     cache = load_cache(cache_path)
-    reader = TextReader(min_score=CACHE_MIN_SCORE)
+    reader = TextReader(min_score=CACHE_MIN_SCORE, detect_side=detect_side)
     out, fresh, started = {}, 0, time.perf_counter()
     for n, sample in enumerate(samples):
         path = Path(sample.path)
         st = path.stat()
         key = f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}"
+        if detect_side != DETECT_SIDE:
+            key += f"|detect{detect_side}"
         if key not in cache:
             reading = reader.read(path)
             cache[key] = {"lines": list(reading.lines), "scores": list(reading.scores)}
@@ -141,6 +143,7 @@ def main() -> int:
     parser.add_argument("--fuzzy-min-length", type=int, default=None, help="override the domain's")
     parser.add_argument("--cues", help='try other cues: JSON {"label": ["word", ...], ...} (all may override)')
     parser.add_argument("--mine", action="store_true", help="print candidate cue words per label")
+    parser.add_argument("--detect-side", type=int, default=None, help="read with this TextReader detect_side")
     parser.add_argument("--min-photos", type=int, default=2)
     parser.add_argument("--kfold", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
@@ -162,7 +165,9 @@ def main() -> int:
     train, val = stratified_split(samples, domain.recipe.val_fraction, domain.recipe.seed)
     print(f"{domain.name}: {len(samples)} photos, validation split {len(val)} (val_fraction "
           f"{domain.recipe.val_fraction}, seed {domain.recipe.seed})", flush=True)
-    texts = read_all(samples, args.cache)
+    from tagteller.text_cues import DETECT_SIDE
+
+    texts = read_all(samples, args.cache, args.detect_side or DETECT_SIDE)
 
     figures: dict = {"domain": domain.name, "photos": len(samples), "validation": len(val), "min_score": min_score}
     if args.mine:

@@ -16,7 +16,8 @@ only, accents folded, lower case) because OCR often drops or adds spaces (``NIKE
 cue word matches where it appears in a line, or where a stretch of the line as long as the word
 (one letter more or less; a shorter line as a whole) is at least ``min_similarity`` alike by
 :class:`difflib.SequenceMatcher` (``ADLDAS`` for ``adidas``, ``CONVER`` for ``converse``). Words
-under five letters match exactly only: one letter off ``nike`` is ``bike``. When cues of two labels match equally well, nothing matches.
+under five letters match exactly only: one letter off ``nike`` is ``bike``. When cues of two
+labels match equally well, nothing matches.
 
 The OCR package is imported only when text is read: the default scan path never loads it.
 How often the cues of the built-in domains fire and how often they are right on their validation
@@ -42,6 +43,9 @@ OCR_PACKAGE = "rapidocr_onnxruntime"
 INSTALL_HINT = f"pip install 'tagteller[{OCR_EXTRA}]'"
 #: Photos are read with their longer side at most this (the OCR package's own limit).
 MAX_SIDE = 2000
+#: Text is looked for with the photo's shorter side scaled to this (the OCR package's default:
+#: small crops are scaled up to it, which is most of the cost on them).
+DETECT_SIDE = 736
 #: Lines the recogniser is less sure of than this are dropped (the OCR package's default).
 MIN_LINE_SCORE = 0.5
 #: How alike a stretch of text must be to a cue word to match it (difflib ratio).
@@ -232,12 +236,15 @@ class TextReader:
 
     One reader holds the OCR models (about 15 MB, loaded in a fraction of a second); reads are
     serialised by a lock, as the OCR pipeline keeps state between its steps. ``min_score``: lines
-    the recogniser is less sure of are dropped.
+    the recogniser is less sure of are dropped; photos are read with their longer side at most
+    ``max_side`` and text is looked for at ``detect_side`` (see :data:`DETECT_SIDE`).
     """
 
-    def __init__(self, min_score: float = MIN_LINE_SCORE, max_side: int = MAX_SIDE) -> None:
+    def __init__(self, min_score: float = MIN_LINE_SCORE, max_side: int = MAX_SIDE,
+                 detect_side: int = DETECT_SIDE) -> None:
         self.min_score = min_score
         self.max_side = max_side
+        self.detect_side = detect_side
         self._ocr: Any = None
         self._lock = threading.Lock()
 
@@ -249,7 +256,7 @@ class TextReader:
             except ImportError as exc:  # installed but broken (e.g. its OpenCV fails to load)
                 raise OcrUnavailable(f"the '{OCR_EXTRA}' extra is installed but cannot be loaded "
                                      f"({exc}); reinstall it: {INSTALL_HINT}") from None
-            self._ocr = RapidOCR()
+            self._ocr = RapidOCR(det_limit_side_len=self.detect_side)
         return self._ocr
 
     def read(self, source: Any) -> TextReading:
