@@ -135,6 +135,8 @@ def main() -> int:
     parser.add_argument("--domain", required=True)
     parser.add_argument("data", type=Path)
     parser.add_argument("--model", type=Path, help="image model (default: the domain's shipped one)")
+    parser.add_argument("--seed", type=int, default=None, help="split seed (default: the recipe's; give the "
+                        "seed a --model was trained with, e.g. by scripts/crossval.py)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--min-score", type=float, default=None, help="drop OCR lines under this score "
                         "(default: the reader's, tagteller.text_cues.MIN_LINE_SCORE)")
@@ -162,14 +164,16 @@ def main() -> int:
     min_score = MIN_LINE_SCORE if args.min_score is None else args.min_score
     data = domain.layout.load(args.data, domain.labels)
     samples = list(data.samples)
-    train, val = stratified_split(samples, domain.recipe.val_fraction, domain.recipe.seed)
+    seed = domain.recipe.seed if args.seed is None else args.seed
+    train, val = stratified_split(samples, domain.recipe.val_fraction, seed)
     print(f"{domain.name}: {len(samples)} photos, validation split {len(val)} (val_fraction "
-          f"{domain.recipe.val_fraction}, seed {domain.recipe.seed})", flush=True)
+          f"{domain.recipe.val_fraction}, seed {seed})", flush=True)
     from tagteller.text_cues import DETECT_SIDE
 
     texts = read_all(samples, args.cache, args.detect_side or DETECT_SIDE)
 
-    figures: dict = {"domain": domain.name, "photos": len(samples), "validation": len(val), "min_score": min_score}
+    figures: dict = {"domain": domain.name, "photos": len(samples), "validation": len(val), "seed": seed,
+                     "min_score": min_score}
     if args.mine:
         mined = mine(train, samples, texts, domain.labels, args.min_photos, min_score)
         figures["mined"] = mined
