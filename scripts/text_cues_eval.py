@@ -5,6 +5,10 @@ add to the shipped image model on the domain's validation split.
     .venv/bin/python scripts/text_cues_eval.py --domain clothing-tags ../shared/datasets/clothing-tags
     .venv/bin/python scripts/text_cues_eval.py --domain shoes ../shared/datasets/shoes --mine
 
+Repeated splits: ``scripts/crossval.py --domain NAME DATA --repeats 3`` trains a model per seed
+(101, 102, ...) and leaves it in ``<tmp>/tagteller-crossval-model-*/NAME.onnx``; then
+``--seed 101 --model THAT.onnx`` measures it on its own validation split.
+
 Every photo is read once with :class:`tagteller.text_cues.TextReader` (lines kept down to a score
 of 0.3, with their scores) and the text is cached in a JSON file (``--cache``, default under the
 temporary folder; keyed by path, size and mtime), so reruns cost no OCR.
