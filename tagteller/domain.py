@@ -15,6 +15,7 @@ from tagteller.names import validate_domain_name, validate_labels
 from tagteller.paths import installed_model_path
 from tagteller.preprocessing import Preprocessing
 from tagteller.stopping import StoppingPolicy, TargetPlateauPolicy
+from tagteller.text_cues import TextCues
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,8 @@ class Domain:
       ``tagteller train`` in the user's data folder takes precedence (:meth:`resolve_model`).
     - ``allow_new_labels``: users may add classes from their own photos (``--new-label``).
     - ``low_confidence``: below this top-1 probability a result is reported as "not sure".
+    - ``text_cues``: words on the photo that name labels (a brand on a tag), read with the optional
+      OCR extra (``scan --read-text``) as a second opinion; see :mod:`tagteller.text_cues`.
     """
 
     name: str
@@ -133,6 +136,7 @@ class Domain:
     low_confidence: float = 0.5
     data_source: str = ""  # where the training data comes from (shown by `tagteller domains`)
     plugin: str | None = None  # filled in by the registry: the plugin that registered it
+    text_cues: TextCues | None = None
 
     def __post_init__(self) -> None:
         validate_domain_name(self.name)
@@ -143,6 +147,10 @@ class Domain:
             raise TypeError(f"domain {self.name!r}: stopping must have decide() and describe()")
         if not 0 <= self.low_confidence < 1:
             raise ValueError(f"domain {self.name!r}: low_confidence must be within [0, 1)")
+        if self.text_cues is not None:
+            if not isinstance(self.text_cues, TextCues):
+                raise TypeError(f"domain {self.name!r}: text_cues must be a TextCues")
+            self.text_cues.check_labels(self.labels, f"domain {self.name!r}")
 
     @property
     def preprocessing(self) -> Preprocessing:

@@ -76,6 +76,13 @@ class ScanResult:
     #: Scans over several domains (:meth:`Engine.scan_any`): the other domains' answers, best
     #: first. None for a scan with one model.
     alternatives: list[ScanResult] | None = None
+    #: The text read from the photo (``scan --read-text``, :mod:`tagteller.text_cues`); None when
+    #: no text was read.
+    text: str | None = None
+    #: The domain's text cue that text matched (a :class:`tagteller.text_cues.TextMatch`; its
+    #: ``overrode`` says it replaced the image model's answer); None when none matched or no text
+    #: was read.
+    text_match: Any = None
 
     @property
     def ok(self) -> bool:

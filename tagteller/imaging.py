@@ -329,3 +329,26 @@ def _prepare_opened(im: Image.Image, height: int, width: int, pre: Preprocessing
     if out.ndim == 2:
         out = out[:, :, None]
     return out
+
+
+def decode_rgb(source: ImageSource, max_side: int) -> np.ndarray:
+    """Decode ``source`` as it looks, for reading its text: an RGB uint8 ``(H, W, 3)`` array, upright
+    (EXIF orientation), transparency on white, the aspect ratio kept and the longer side at most
+    ``max_side`` (JPEGs are drafted down by libjpeg first). Errors are :class:`ImageError`."""
+    opened = open_image(source)
+    try:
+        if opened.format == "JPEG":
+            opened.draft("RGB" if opened.mode in ("RGB", "L") else None, (max_side, max_side))
+        opened.load()
+        im = ImageOps.exif_transpose(opened) or opened
+        im = _flatten(_to_8bit(im), "white").convert("RGB")
+        if max(im.size) > max_side:
+            im.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+        return np.asarray(im, dtype=np.uint8)
+    except ImageError:
+        raise
+    except DECODER_ERRORS as exc:
+        raise ImageError(f"cannot decode image: {_one_line(exc)}") from None
+    finally:
+        if not isinstance(source, Image.Image):
+            opened.close()

@@ -9,6 +9,11 @@ A record's ``status`` is ``ok``, ``unknown`` (the model's open-set score is over
 ``error``. ``ood_score`` and ``ood_threshold`` say how far the image is from the domain (null for
 models without an open-set score). Scans over every domain add ``alternatives``: the other
 domains' answers, best first.
+
+``text`` and ``text_match`` are what ``--read-text`` found (null when no text was read): the text
+read from the photo and the domain's text cue it matched (:mod:`tagteller.text_cues`). Where that
+cue overrode the image model, ``label`` is the cue's, ``confidence`` is null (the answer is not a
+probability), ``sure`` is true and ``top`` keeps the image model's probabilities.
 """
 
 from __future__ import annotations
@@ -96,6 +101,10 @@ def result_record(result: ScanResult, low_confidence: float | Callable[[str], fl
         "ood_score": _score(result.ood_score),
         "ood_threshold": _score(result.ood_threshold),
     }
+    record["text"] = result.text
+    record["text_match"] = result.text_match.as_record() if result.text_match is not None else None
+    if top and result.text_match is not None and result.text_match.overrode:
+        record.update(label=result.text_match.label, confidence=None, sure=True)
     if result.alternatives is not None:
         record["alternatives"] = [_alternative(r, threshold_for) for r in result.alternatives]
     if extra:
@@ -113,7 +122,8 @@ def _alternative(result: ScanResult, threshold_for: Callable[[str], float]) -> d
 def describe_confidence(record: dict[str, Any]) -> str:
     """``"87%"``, or ``"not sure: 41%"`` below the domain's confidence threshold."""
     if record["confidence"] is None:
-        return ""
+        match = record.get("text_match")
+        return f"text: {match['read']}" if match and match["overrode"] else ""
     pct = f"{record['confidence'] * 100:.0f}%"
     return pct if record["sure"] else f"not sure: {pct}"
 
@@ -168,7 +178,7 @@ class CsvWriter(Writer):
     of scans over every domain) as ``domain:status[:label:confidence];...``."""
 
     COLUMNS = ("file", "status", "label", "confidence", "sure", "top", "error", "domain", "model_version",
-               "ood_score", "ood_threshold")
+               "ood_score", "ood_threshold", "text", "text_match")
 
     def __init__(self, stream: IO[str], extra_columns: tuple[str, ...] = ()) -> None:
         super().__init__(stream)
@@ -185,6 +195,10 @@ class CsvWriter(Writer):
         row["sure"] = "" if record["sure"] is None else str(record["sure"]).lower()
         row["ood_score"] = "" if record["ood_score"] is None else f"{record['ood_score']:.6f}"
         row["ood_threshold"] = "" if record["ood_threshold"] is None else f"{record['ood_threshold']:.6f}"
+        row["text"] = record.get("text") or ""
+        match = record.get("text_match")
+        row["text_match"] = (f"{match['label']}:{match['word']}:{match['similarity']:.4f}"
+                             + (":overrode" if match["overrode"] else "")) if match else ""
         if "alternatives" in record:
             row["alternatives"] = ";".join(
                 f"{a['domain']}:{a['status']}" + (f":{a['label']}:{a['confidence']:.4f}" if a["label"] else "")
@@ -243,12 +257,15 @@ class TableWriter(Writer):
             line = (f"{name:<{self.width}}  {describe_unknown(record)}  (score {_number(record['ood_score'])} "
                     f"over {_number(record['ood_threshold'])}; best guesses: {guesses})")
         else:
-            others = ", ".join(f"{p['label']} {p['probability'] * 100:.0f}%" for p in record["top"][1:])
+            others = ", ".join(f"{p['label']} {p['probability'] * 100:.0f}%" for p in record["top"]
+                               if p["label"] != record["label"])  # a text cue's answer: all of the image's
             line = (f"{name:<{self.width}}  {record['label']:<{self.label_width}}  {describe_confidence(record):<14}  "
                     f"{others}")
             for column in self.extra_columns:
                 if record.get(column):
                     line += f"  {record[column]}"
+        if record.get("text") and record["status"] != "error":
+            line += f"  read: {record['text']}"
         self.stream.write(line.rstrip() + "\n")
         self.stream.flush()
 

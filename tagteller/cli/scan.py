@@ -1,7 +1,7 @@
 """``tagteller scan``: classify files, folders and globs with a domain's model, or without
 ``--domain`` with every domain that has one (:meth:`tagteller.engine.Engine.scan_any`); optionally
-check the deal against typical prices (``--price``) and file the images as feedback
-(``--correct``)."""
+check the deal against typical prices (``--price``), read the text on the photos as a second opinion
+(``--read-text``, :mod:`tagteller.text_cues`) and file the images as feedback (``--correct``)."""
 
 from __future__ import annotations
 
@@ -85,6 +85,12 @@ def scan(
         False, "--accept-unknown",
         help="Report the best label even for images the model says are unlike anything its domain "
              "knows (status ok, marked not sure; the score is still recorded)."),
+    read_text: Optional[bool] = typer.Option(
+        None, "--read-text/--no-read-text",
+        help="Also read the text on each photo (OCR; needs the optional 'ocr' extra) for domains that "
+             "declare text cues (clothing-tags, shoes): a brand name found there is recorded (text, "
+             "text_match) and overrides the image answer where the domain allows. Costs 50-200 times "
+             "the image model. Default: the domain's own default (off for the built-in ones)."),
 ) -> None:
     """Tell what is in each image. Exit code 0 when every file scanned (an "unknown" answer
     included), 1 when some failed."""
@@ -107,6 +113,10 @@ def scan(
 
         paid = parse_amount(price, "--price")
         currency = validate_currency(currency) if currency is not None else None
+    if read_text:
+        from tagteller.text_cues import require_ocr
+
+        require_ocr("--read-text")
     engine = default_engine()
     any_domain = domain is None and model is None
     if any_domain:
@@ -135,6 +145,8 @@ def scan(
         feedback_domain = dom or plugins.get_domain(loaded.info.domain)
         correct = feedback.check_label(feedback_domain, correct, new_label)
     deals = DealColumns(paid, currency) if paid is not None else None
+    opinion = text_opinion(read_text, [d for d, _loaded in usable] if any_domain else [dom], loaded.info.domain
+                           if not any_domain else None)
 
     skipped: Counter[str] = Counter()
     items = expand(paths, skipped)
@@ -192,6 +204,11 @@ def scan(
             results = engine.scan(loaded, files, top_k=top_k, batch_size=batch_size, names=names,
                                   accept_unknown=accept_unknown)
         for result in results:
+            if opinion is not None and result.ok:
+                problem = opinion.apply(result, files[result.index])
+                if problem is not None:
+                    failed += 1
+                    report_failure(result.source, problem)
             if not result.ok:
                 failed += 1
                 report_failure(result.source, result.error or "failed")
@@ -222,6 +239,37 @@ def scan(
     if failed:
         stderr.print(f"{failed} of {len(files) + len(problems)} input(s) failed", markup=False)
         raise typer.Exit(EXIT_FAILED)
+
+
+def text_opinion(read_text: bool | None, domains: list[Any], model_domain: str | None) -> Any:
+    """The :class:`~tagteller.text_cues.SecondOpinion` of this scan, or None: the domains of the
+    scan that declare text cues, read when ``--read-text`` is given or (without
+    ``--no-read-text``) when the domain reads by default and the ``ocr`` extra is installed.
+    ``model_domain``: the domain named by a ``--model`` file when no domain object was resolved."""
+    from tagteller.text_cues import SecondOpinion, ocr_available
+
+    if read_text is False:
+        return None
+    if model_domain is not None and domains == [None]:
+        from tagteller import plugins
+        from tagteller.errors import UnknownDomainError
+
+        try:
+            domains = [plugins.get_domain(model_domain)]
+        except UnknownDomainError:
+            domains = []
+    cues = {d.name: d.text_cues for d in domains if d is not None and d.text_cues is not None
+            and (read_text or d.text_cues.read_by_default)}
+    if read_text and not cues:
+        stderr.print("note: no domain of this scan declares text cues; --read-text reads nothing", markup=False)
+        return None
+    if not cues:
+        return None
+    if not read_text and not ocr_available():
+        stderr.print("note: not reading text (the domain's default): the 'ocr' extra is not installed",
+                     markup=False)
+        return None
+    return SecondOpinion(cues)
 
 
 def register(app: typer.Typer) -> None:

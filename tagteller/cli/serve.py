@@ -47,6 +47,7 @@ def serve(
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.01, max=1024, help="Largest image upload accepted, in MiB (larger: HTTP 413)."),
     max_concurrency: Optional[int] = typer.Option(None, "--max-concurrency", min=1, max=64, help="Scans run at once (default: one per core, at most 4)."),
     qr: Optional[bool] = typer.Option(None, "--qr/--no-qr", help="Print a QR code of the address a phone opens (default: when serving to the network on a terminal)."),
+    read_text: bool = typer.Option(False, "--read-text", help="Read the text on each photo (OCR, the optional 'ocr' extra) for domains with text cues; a request's read_text=false turns it off."),
 ) -> None:
     """Serve the scanner page at / and the HTTP API at /v1 (OpenAPI docs at /docs)."""
     from tagteller.cli import fail
@@ -54,11 +55,16 @@ def serve(
     missing = missing_serve_modules()
     if missing:
         raise fail(f"`tagteller serve` needs {', '.join(missing)}: {INSTALL_HINT}")
+    if read_text:
+        from tagteller.text_cues import require_ocr
+
+        require_ocr("--read-text")
     import uvicorn
 
     from tagteller.serve.app import create_app
 
-    app = create_app(max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_concurrency=max_concurrency)
+    app = create_app(max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_concurrency=max_concurrency,
+                     read_text=read_text)
     try:
         sock = listen_socket(host, port)
     except ListenError as exc:

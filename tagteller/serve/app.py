@@ -154,8 +154,9 @@ def _validation_reason(exc: RequestValidationError) -> str:
 
 
 def create_app(engine: Engine | None = None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-               max_concurrency: int | None = None) -> FastAPI:
-    """The API and page, sharing ``engine`` (default: the process-wide engine)."""
+               max_concurrency: int | None = None, read_text: bool = False) -> FastAPI:
+    """The API and page, sharing ``engine`` (default: the process-wide engine). ``read_text``: scans
+    read the photo's text for domains with text cues unless a request says ``read_text=false``."""
     if max_upload_bytes < 1:
         raise ValueError("max_upload_bytes must be at least 1")
     service = ScanService(engine or default_engine(), max_concurrency)
@@ -171,6 +172,7 @@ def create_app(engine: Engine | None = None, max_upload_bytes: int = DEFAULT_MAX
     )
     app.state.service = service
     app.state.max_upload_bytes = max_upload_bytes
+    app.state.read_text = read_text
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -218,8 +220,19 @@ def create_app(engine: Engine | None = None, max_upload_bytes: int = DEFAULT_MAX
                                                     "it are used. Default: whatever the price list uses."),
         accept_unknown: bool = Query(False, description="Answer with the best label even when the model says "
                                                         "the image is unlike anything its domain knows."),
+        read_text: Optional[bool] = Query(None, description="Read the photo's text (OCR, the `ocr` extra) for "
+                                          "domains with text cues: adds `text` and `text_match`; a brand cue may "
+                                          "override the image answer. Default: the server's `--read-text`."),
     ) -> Any:
         started = time.perf_counter()
+        reading = app.state.read_text if read_text is None else read_text
+        if reading:
+            from tagteller.text_cues import OcrUnavailable, require_ocr
+
+            try:
+                require_ocr("read_text")
+            except OcrUnavailable as exc:
+                raise ApiError(400, str(exc)) from None
         check_query_price(price, currency)  # a bad query price fails before the upload is read
         if domain == ANY_DOMAIN:
             check_request(request, max_upload_bytes)  # content type and declared size, before reading
@@ -236,6 +249,9 @@ def create_app(engine: Engine | None = None, max_upload_bytes: int = DEFAULT_MAX
                                                         accept_unknown)
         else:
             result, timing = await service.classify(usable[0][1], upload.data, upload.name, top_k, accept_unknown)
+        text_problem, text_ms = None, None
+        if reading and result.ok:
+            text_problem, text_ms = await service.read_text(result, upload.data, [d for d, _model in usable])
         record = result_record(result, low_confidence=lambda name: thresholds[name], extra={
             "top_k": top_k,
             "price": float(asking.paid) if asking is not None else None,
@@ -246,6 +262,10 @@ def create_app(engine: Engine | None = None, max_upload_bytes: int = DEFAULT_MAX
             "waiting": timing.waiting_ms,
             "total": round((time.perf_counter() - started) * 1000, 3),
         }
+        if text_ms is not None:
+            record["timing_ms"]["text_reading"] = text_ms
+        if text_problem is not None:
+            record["text_error"] = text_problem
         if not result.ok:
             raise ApiError(400, record["error"] or "cannot decode image", body={**record, "code": 400})
         return record

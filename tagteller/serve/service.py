@@ -57,6 +57,7 @@ class ScanService:
         if self.max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
         self._limiter: anyio.CapacityLimiter | None = None
+        self._reader: Any = None  # the OCR reader (tagteller.text_cues), made on the first read_text
 
     def _scan_limiter(self) -> anyio.CapacityLimiter:
         # Created on first use, inside the running event loop (older anyio needs one).
@@ -158,6 +159,23 @@ class ScanService:
         the image (one scan slot for all of them)."""
         return await self._timed(lambda: self.engine.classify_any(models, data, top_k=top_k,
                                                                   accept_unknown=accept_unknown), name)
+
+    async def read_text(self, result: ScanResult, data: bytes, domains: list[Any]) -> tuple[str | None, float]:
+        """Read the photo's text for ``result`` when its domain (one of ``domains``) declares text
+        cues (:class:`tagteller.text_cues.SecondOpinion`, updating ``result``), in a worker thread
+        within the scan limit. Returns why the text was not read (or None) and the milliseconds."""
+        from tagteller.text_cues import SecondOpinion, TextReader
+
+        if self._reader is None:
+            self._reader = TextReader()
+        opinion = SecondOpinion({d.name: d.text_cues for d in domains if d.text_cues is not None}, self._reader)
+
+        def work() -> tuple[str | None, float]:
+            start = time.perf_counter()
+            problem = opinion.apply(result, data)
+            return problem, round((time.perf_counter() - start) * 1000, 3)
+
+        return await anyio.to_thread.run_sync(work, limiter=self._scan_limiter())
 
     async def _timed(self, scan: Any, name: str) -> tuple[ScanResult, Timing]:
         """Run ``scan()`` in a worker thread within the scan limit, timing the wait and the work."""

@@ -116,6 +116,7 @@
   }
 
   function describeConfidence(record) {
+    if (record.text_match && record.text_match.overrode) return `from the text on the photo (${record.text_match.word})`;
     if (record.confidence === null || record.confidence === undefined) return "";
     const pct = percent(record.confidence);
     return record.sure ? pct : `not sure: ${pct}`;
@@ -431,6 +432,7 @@
     const model = `${record.domain} model v${record.model_version}`;
     const meta = [anyDomain ? `${unknown ? "closest" : "answered by"}: ${model}` : model];
     if (record.timing_ms) meta.push(`${Math.round(record.timing_ms.decode_and_inference)} ms`);
+    if (record.text) meta.push(`read: ${record.text}`);
     $("meta").textContent = meta.join(" · ");
     dealBox.hidden = true;
     resetFeedback(record);
