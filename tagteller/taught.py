@@ -13,7 +13,7 @@ float16) and how its own classes behave in that space, measured on those validat
 
 - ``temperature``: the softmax temperature of the nearest-prototype classifier (cosine
   similarity / T) fitted by negative log-likelihood on the validation labels (each image against
-  its own class's prototype without itself: leave-one-out);
+  its own class's prototype without itself: leave-one-out), at least :data:`MIN_TEMPERATURE`;
 - ``shot_deficit``: how much lower an image's similarity is to a prototype of only
   :data:`MIN_PHOTOS` photos of its class than to the prototype of all of them (averaged over
   random draws); a taught label's prototype is such a small one, so its similarities are raised
@@ -74,6 +74,9 @@ INDEX_NAME = "labels.json"
 SHOT_DRAWS = 30
 #: Share of a class's own validation images ``accept_similarity`` lets through (as the gate's 95%).
 ACCEPT_QUANTILE = 0.05
+#: The smallest prototype temperature: a validation set the prototypes separate perfectly drives
+#: the NLL optimum towards 0 (hard 0/1 answers); this keeps taught answers' probabilities graded.
+MIN_TEMPERATURE = 0.01
 EMBED_BATCH = 16
 
 
@@ -117,10 +120,12 @@ def prototypes_of(embeddings: np.ndarray, labels: np.ndarray, count: int) -> np.
 
 def fit_prototype_temperature(similarities: np.ndarray, labels: np.ndarray) -> float:
     """The temperature T minimising the NLL of ``softmax(similarities / T)`` (a cosine scale:
-    searched over [5e-4, 0.2] with :func:`tagteller.openset.fit_temperature`)."""
+    searched over [5e-4, 0.2] with :func:`tagteller.openset.fit_temperature`), at least
+    :data:`MIN_TEMPERATURE`."""
     from tagteller.openset import fit_temperature
 
-    return fit_temperature([np.asarray(similarities, np.float64) * 100.0], np.asarray(labels, int)) / 100.0
+    fitted = fit_temperature([np.asarray(similarities, np.float64) * 100.0], np.asarray(labels, int)) / 100.0
+    return max(fitted, MIN_TEMPERATURE)
 
 
 def class_references(embeddings: np.ndarray, labels: np.ndarray, label_names: Sequence[str],
