@@ -81,7 +81,12 @@ EMBED_BATCH = 16
 
 
 class TeachError(TagtellerError):
-    """A label that cannot be taught, forgotten or scored (the message says why)."""
+    """A label that cannot be taught, forgotten or scored (the message says why); ``failures``
+    lists the photos that failed on the way, ``(name, reason)``."""
+
+    def __init__(self, message: str, failures: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.failures = list(failures)
 
 
 # -- class references (stored in the model) -------------------------------------------------
@@ -582,7 +587,7 @@ def teach(domain: Any, model: Any, label: str, sources: Iterable[Any], names: Se
         total = list(dict.fromkeys(earlier + list(embedded)))
         if len(total) < MIN_PHOTOS:
             got = f"{len(embedded)} usable photo(s)" + (f" and {len(earlier)} taught before" if earlier else "")
-            raise TeachError(f"teaching {label!r} needs at least {MIN_PHOTOS} photos that decode; got {got}")
+            raise TeachError(f"teaching {label!r} needs at least {MIN_PHOTOS} photos that decode; got {got}", failures)
         stored, _ = refresh_embeddings(model, index)
         for key, vec in embedded.items():
             target = photos_dir(domain.name) / key

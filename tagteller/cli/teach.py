@@ -63,6 +63,8 @@ def teach(
     try:
         report = taught.teach(dom, model, label, sources, names)
     except taught.TeachError as exc:
+        for source, reason in exc.failures:
+            stderr.print(f"error: {source}: {reason}", markup=False)
         raise fail(str(exc)) from None
     for source, reason in report.failures:
         stderr.print(f"error: {source}: {reason}", markup=False)
