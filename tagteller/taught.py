@@ -25,9 +25,11 @@ For an image with embedding ``e``: ``q = softmax([e.P, e.Q + deficit] / T)`` ove
 prototypes ``P`` and the taught prototypes ``Q``; the taught labels get ``q``'s share and the
 model's own probabilities are scaled by what is left, so the model's calibrated answers among its
 own classes are unchanged. When a taught label comes first and its (corrected) similarity reaches
-``accept_similarity``, the image is not ``unknown`` even where the open-set gate (which never saw
-the taught label) would reject it: its score is put under the threshold by the margin
-``(similarity - accept) / (1 - accept)`` (see :func:`tagteller.engine.acceptance_margin`).
+its acceptance similarity, the image is not ``unknown`` even where the open-set gate (which never
+saw the taught label) would reject it: its score is put under the threshold by the margin
+``(similarity - accept) / (1 - accept)`` (see :func:`tagteller.engine.acceptance_margin`). A taught
+label's acceptance similarity is the model's ``accept_similarity``, or lower when the label's own
+photos are more spread out: the lowest similarity of one of them to the prototype of the others.
 
 **Storage** (in the user data folder, every write atomic: :mod:`tagteller.atomic`)::
 
@@ -235,6 +237,7 @@ class TaughtScorer:
     labels: tuple[str, ...]  # the taught labels, in column order after the model's
     prototypes: np.ndarray  # (taught, D), normalised
     photos: tuple[int, ...]  # photos behind each prototype
+    accept: np.ndarray  # (taught,): the corrected similarity over which a taught answer is not unknown
 
     @property
     def corrections(self) -> np.ndarray:
@@ -263,10 +266,10 @@ class TaughtScorer:
         if scores is None or threshold is None:
             return probs.astype(np.float32), scores
         scores = np.array(scores, np.float32, copy=True)
-        accept = self.references.accept_similarity
         top = probs.argmax(axis=1) - own.shape[1]
         for row in np.flatnonzero(top >= 0):
             similarity = float(taught[row, top[row]])
+            accept = float(self.accept[top[row]])
             if similarity >= accept and not scores[row] <= threshold:
                 margin = (similarity - accept) / max(1.0 - accept, 1e-6)
                 scores[row] = threshold - (abs(threshold) or 1.0) * min(margin, 1.0)
@@ -277,9 +280,22 @@ def scorer(references: ClassReferences, embeddings_by_label: dict[str, np.ndarra
     """The scorer for taught labels with these photo embeddings (each label's prototype is the
     normalised mean of its photos' normalised embeddings)."""
     names = tuple(embeddings_by_label)
-    protos = (np.stack([l2_normalise(l2_normalise(v).mean(axis=0)) for v in embeddings_by_label.values()])
+    groups = [l2_normalise(np.asarray(v, np.float32)) for v in embeddings_by_label.values()]
+    protos = (np.stack([l2_normalise(g.mean(axis=0)) for g in groups])
               if names else np.zeros((0, references.prototypes.shape[1]), np.float32))
-    return TaughtScorer(references, names, protos, tuple(len(v) for v in embeddings_by_label.values()))
+    accept = np.array([min(references.accept_similarity, _lowest_left_out(g, references)) for g in groups],
+                      np.float32)
+    return TaughtScorer(references, names, protos, tuple(len(g) for g in groups), accept)
+
+
+def _lowest_left_out(group: np.ndarray, references: ClassReferences) -> float:
+    """The lowest similarity of one of a label's photos to the prototype of the others, with the
+    shot correction for that many photos (inf for a single photo: nothing to compare)."""
+    if len(group) < 2:
+        return float("inf")
+    total = group.sum(axis=0)
+    correction = references.shot_deficit * MIN_PHOTOS / max(len(group) - 1, MIN_PHOTOS)
+    return float(min(vec @ l2_normalise(total - vec) for vec in group)) + correction
 
 
 # -- storage ------------------------------------------------------------------------------
@@ -710,6 +726,32 @@ def label_status(domain: str, model: Any | None) -> list[dict[str, Any]]:
         rows.append({"domain": domain, "label": label, "photos": len(entry.photos), "kept": len(kept),
                      "taught_at": entry.taught_at, "state": state})
     return rows
+
+
+def teach_offer(domain: Any, label: str) -> dict[str, Any] | None:
+    """What the page offers after a photo is filed under ``label`` in the feedback inbox: to
+    teach the label from the inbox's photos of it (``ready`` once there are :data:`MIN_PHOTOS`
+    and some are not taught yet). None for labels the domain has or may not learn."""
+    from tagteller.feedback import list_feedback
+
+    try:
+        check_teachable(domain, label)
+        index = read_index(domain.name)
+    except TagtellerError:
+        return None
+    filed = [item.path.name for item in list_feedback(domain.name) if item.label == label]
+    known = set(index[label].photos) if label in index else set()
+    fresh = [name for name in filed if name not in known]
+    return {"label": label, "photos": len(filed), "new_photos": len(fresh), "taught": label in index,
+            "needs": MIN_PHOTOS, "ready": len(filed) >= MIN_PHOTOS and bool(fresh)}
+
+
+def teach_from_feedback(domain: Any, model: Any, label: str) -> TeachReport:
+    """:func:`teach` from the photos filed under ``label`` in the domain's feedback inbox."""
+    from tagteller.feedback import list_feedback
+
+    paths = [item.path for item in list_feedback(domain.name) if item.label == label]
+    return teach(domain, model, label, paths, [str(p) for p in paths])
 
 
 def taught_samples(domain: str) -> list[Any]:

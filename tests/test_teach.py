@@ -366,3 +366,31 @@ print("tensorflow" in sys.modules, "keras" in sys.modules)
                           env={**os.environ, "TAGTELLER_HOME": str(tmp_path / "home")})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "False"]
+
+
+def test_the_page_offers_to_teach_a_new_label_once_the_inbox_has_enough_photos(paints):
+    from fastapi.testclient import TestClient
+
+    from tagteller.serve.app import create_app
+
+    with TestClient(create_app(engine=Engine(intra_threads=1))) as client:
+        offers = []
+        for path in paints["purple"]:
+            response = client.post("/v1/feedback", params={"domain": "paints", "label": "purple", "new_label": "true"},
+                                   files={"file": (path.name, path.read_bytes(), "image/png")})
+            assert response.status_code == 200, response.text
+            offers.append(response.json()["teach"])
+        assert [o["ready"] for o in offers] == [False] * 4 + [True]
+        assert offers[-1] == {"label": "purple", "photos": 5, "new_photos": 5, "taught": False, "needs": 5,
+                              "ready": True}
+        own = client.post("/v1/feedback", params={"domain": "paints", "label": "red"},
+                          files={"file": ("r.png", paints["red"][1].read_bytes(), "image/png")})
+        assert "teach" not in own.json()  # the domain's own label: nothing to teach
+        taught_now = client.post("/v1/teach", params={"domain": "paints", "label": "purple"})
+        assert taught_now.status_code == 200, taught_now.text
+        assert taught_now.json()["photos"] == 5 and "taught 'purple'" in taught_now.json()["message"]
+        scan = client.post("/v1/scan", params={"domain": "paints"},
+                           files={"file": ("p.png", paints["purple"][0].read_bytes(), "image/png")})
+        assert scan.json()["label"] == "purple" and scan.json()["status"] == "ok", scan.json()
+        refused = client.post("/v1/teach", params={"domain": "fixed-paints", "label": "purple"})
+        assert refused.status_code == 400 and "does not accept new labels" in refused.json()["error"]

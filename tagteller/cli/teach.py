@@ -50,7 +50,7 @@ def teach(
         if photos:
             raise fail("--from-feedback takes the photos from the inbox: give no PHOTO arguments")
         sources = [item.path for item in feedback.list_feedback(dom.name) if item.label == label]
-        names = [str(p) for p in sources]
+        names = [str(p) for p in sources]  # as taught.teach_from_feedback, with the CLI's reporting
     else:
         if not photos:
             raise fail(f"give the photos of {label!r} (at least {taught.MIN_PHOTOS})")

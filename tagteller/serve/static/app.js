@@ -30,6 +30,8 @@
   const feedbackNewLabel = $("feedback-new-label");
   const feedbackSend = $("feedback-send");
   const feedbackStatus = $("feedback-status");
+  const feedbackTeach = $("feedback-teach");
+  let teachOffer = null; // {domain, label} the "Teach it" button teaches from the feedback inbox
 
   let domains = [];
   let maxUploadBytes = Infinity;
@@ -195,6 +197,8 @@
     feedbackLabel.replaceChildren(...options);
     feedbackNewLabel.value = "";
     feedbackNewLabel.hidden = true;
+    feedbackTeach.hidden = true;
+    teachOffer = null;
     setFeedbackStatus("", false);
     setFeedbackBusy(false);
   }
@@ -294,6 +298,7 @@
       const answer = await readJson(response);
       if (!response.ok) throw new Error(answer.error || `the server answered ${response.status}`);
       setFeedbackStatus(`${sentence(answer.message)}. Thank you!`, false, true);
+      offerTeach(lastScan.domain, answer.teach);
       if (info && info.feedback_labels && !info.feedback_labels.includes(answer.label)) {
         info.feedback_labels.push(answer.label);
       }
@@ -303,6 +308,38 @@
       setFeedbackBusy(false);
     }
   }
+
+  // After a correction to a new label: once the inbox has enough photos of it, offer to teach it
+  // (POST v1/teach: seconds, no retraining); before that, say how many more it needs.
+  function offerTeach(domain, offer) {
+    teachOffer = offer && offer.ready ? { domain, label: offer.label } : null;
+    feedbackTeach.hidden = !teachOffer;
+    if (teachOffer) {
+      feedbackTeach.textContent = `Teach it: add ${offer.label} from ${offer.photos} photos`;
+    } else if (offer && !offer.taught && offer.photos < offer.needs) {
+      feedbackStatus.textContent += ` ${offer.needs - offer.photos} more photo(s) of ${offer.label} and it can be taught.`;
+    }
+  }
+
+  feedbackTeach.addEventListener("click", async () => {
+    if (!teachOffer) return;
+    const { domain, label } = teachOffer;
+    feedbackTeach.disabled = true;
+    setFeedbackStatus(`Teaching ${label}…`, false);
+    try {
+      const url = `v1/teach?domain=${encodeURIComponent(domain)}&label=${encodeURIComponent(label)}`;
+      const response = await fetch(url, { method: "POST" });
+      const answer = await readJson(response);
+      if (!response.ok) throw new Error(answer.error || `the server answered ${response.status}`);
+      setFeedbackStatus(`${sentence(answer.message)}: scans now answer ${label}.`, false, true);
+      feedbackTeach.hidden = true;
+      teachOffer = null;
+    } catch (err) {
+      setFeedbackStatus(`Could not teach ${label}: ${reason(err)}`, true);
+    } finally {
+      feedbackTeach.disabled = false;
+    }
+  });
 
   domainSelect.addEventListener("change", () => {
     localStorage.setItem(STORAGE_KEY, domainSelect.value);
