@@ -179,7 +179,7 @@ def speed(args) -> dict:
 
     model_src = plugins.get_domain(SPEED_DOMAIN).resolve_model()
     cache = benchkit.cache_root(args.cache)
-    photos = benchkit.ensure_photos(args, args.scan_count)
+    photos = benchkit.ensure_photos(args, args.scan_count, (640, 800) if args.quick else benchkit.PHOTO_LONGEST_SIDE)
     teach_photos = photos[:5]
     folder = photos[0].parent
     benchkit.warm_page_cache(photos)

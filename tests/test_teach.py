@@ -394,3 +394,22 @@ def test_the_page_offers_to_teach_a_new_label_once_the_inbox_has_enough_photos(p
         assert scan.json()["label"] == "purple" and scan.json()["status"] == "ok", scan.json()
         refused = client.post("/v1/teach", params={"domain": "fixed-paints", "label": "purple"})
         assert refused.status_code == 400 and "does not accept new labels" in refused.json()["error"]
+
+
+def test_the_benchmark_script_runs_and_records_its_figures(tmp_path):
+    """``benchmarks/teach.py --quick``: no held-out models here (the accuracy part says so), the
+    speed part on the shipped clothing-tags model. Figures are not checked for speed."""
+    out = tmp_path / "teach.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "teach.py"), "--quick", "--cache", str(tmp_path / "cache"),
+         "--results", str(tmp_path / "BENCHMARKS.md"), "--models", str(tmp_path / "no-models"),
+         "--cache-embeddings", str(tmp_path / "embeddings"), "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "TAGTELLER_HOME": str(tmp_path / "home")})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert all(not d["measured"] for d in data["accuracy"]["per_domain"].values())
+    speed = data["speed"]
+    assert speed["teach_median_s"] > 0 and len(speed["teach_wall_s"]) == 1
+    assert speed["scan_plain_median_s"] > 0 and speed["model_call_taught_s"] > 0
+    assert "Teach a label from 5 photos" in (tmp_path / "BENCHMARKS.md").read_text()
