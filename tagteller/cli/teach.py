@@ -27,7 +27,7 @@ def teach(
     folder and every scan scores LABEL beside the model's own labels. Exit code 0 when every photo
     was taught, 1 when some failed (one line each; the rest were taught), 2 when nothing was
     (a refused label, fewer than 5 usable photos)."""
-    from tagteller import feedback, plugins, taught
+    from tagteller import plugins, taught
     from tagteller.cli import EXIT_FAILED, fail
     from tagteller.engine import default_engine
     from tagteller.errors import ModelError
@@ -46,22 +46,21 @@ def teach(
         raise ModelError(f"no model for domain {dom.name!r}: taught labels extend a model; train or install one first")
     model = default_engine().load(path)
     failed: list[tuple[str, str]] = []
-    if from_feedback:
-        if photos:
-            raise fail("--from-feedback takes the photos from the inbox: give no PHOTO arguments")
-        sources = [item.path for item in feedback.list_feedback(dom.name) if item.label == label]
-        names = [str(p) for p in sources]  # as taught.teach_from_feedback, with the CLI's reporting
-    else:
-        if not photos:
-            raise fail(f"give the photos of {label!r} (at least {taught.MIN_PHOTOS})")
+    if from_feedback and photos:
+        raise fail("--from-feedback takes the photos from the inbox: give no PHOTO arguments")
+    if not from_feedback and not photos:
+        raise fail(f"give the photos of {label!r} (at least {taught.MIN_PHOTOS})")
+    if not from_feedback:
         items = expand(photos)
         failed += [(p.source, p.reason) for p in items if isinstance(p, InputProblem)]
         sources = [p for p in items if not isinstance(p, InputProblem)]
-        names = [str(p) for p in sources]
     for source, reason in failed:
         stderr.print(f"error: {source}: {reason}", markup=False)
     try:
-        report = taught.teach(dom, model, label, sources, names)
+        if from_feedback:
+            report = taught.teach_from_feedback(dom, model, label)
+        else:
+            report = taught.teach(dom, model, label, sources, [str(p) for p in sources])
     except taught.TeachError as exc:
         for source, reason in exc.failures:
             stderr.print(f"error: {source}: {reason}", markup=False)
