@@ -712,11 +712,16 @@ def label_status(domain: str, model: Any | None) -> list[dict[str, Any]]:
     stored = None
     if model is not None:
         stored = StoredEmbeddings.load(domain, model_sha256(model), model.info.model_version)
+    unusable = embedding_model_error(model) if model is not None else None
     rows = []
     for label, entry in sorted(index.items()):
         kept = [p for p in entry.photos if (photos_dir(domain) / p).is_file()]
         if model is None:
             state = "no model"
+        elif unusable is not None:
+            state = f"not used: {unusable}"
+        elif label in model.info.labels:
+            state = f"now one of model {model.info.model_version}'s own labels (forget it)"
         elif stored is not None and sum(p in stored.photos for p in entry.photos) >= MIN_PHOTOS:
             state = f"ready (model {model.info.model_version})"
         elif len(kept) >= MIN_PHOTOS:

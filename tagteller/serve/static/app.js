@@ -31,6 +31,7 @@
   const feedbackSend = $("feedback-send");
   const feedbackStatus = $("feedback-status");
   const feedbackTeach = $("feedback-teach");
+  const feedbackTeachHint = $("feedback-teach-hint");
   let teachOffer = null; // {domain, label} the "Teach it" button teaches from the feedback inbox
 
   let domains = [];
@@ -198,6 +199,7 @@
     feedbackNewLabel.value = "";
     feedbackNewLabel.hidden = true;
     feedbackTeach.hidden = true;
+    feedbackTeachHint.hidden = true;
     teachOffer = null;
     setFeedbackStatus("", false);
     setFeedbackBusy(false);
@@ -314,11 +316,11 @@
   function offerTeach(domain, offer) {
     teachOffer = offer && offer.ready ? { domain, label: offer.label } : null;
     feedbackTeach.hidden = !teachOffer;
-    if (teachOffer) {
-      feedbackTeach.textContent = `Teach it: add ${offer.label} from ${offer.photos} photos`;
-    } else if (offer && !offer.taught && offer.photos < offer.needs) {
-      feedbackStatus.textContent += ` ${offer.needs - offer.photos} more photo(s) of ${offer.label} and it can be taught.`;
-    }
+    const hint = offer && !offer.taught && offer.photos < offer.needs
+      ? `${offer.needs - offer.photos} more photo(s) of ${offer.label} and it can be taught.` : "";
+    feedbackTeachHint.textContent = hint;
+    feedbackTeachHint.hidden = !hint;
+    if (teachOffer) feedbackTeach.textContent = `Teach it: add ${offer.label} from ${offer.photos} photos`;
   }
 
   feedbackTeach.addEventListener("click", async () => {
