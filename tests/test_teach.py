@@ -81,10 +81,10 @@ def varied(colour, count: int, seed: int, spread: float = 12.0) -> np.ndarray:
     return np.clip(np.asarray(colour, np.float32) + rng.normal(0, spread, (count, 3)), 0, 255)
 
 
-def paint_model(path: Path, mix=np.eye(3), version="1", references=True) -> Path:
+def paint_model(path: Path, mix=np.eye(3), version="1", references=True, labels=LABELS) -> Path:
     """Write the paint model with class references from 20 generated validation photos per class."""
     proto = paint_graph(mix)
-    info = ModelInfo(domain="paints", labels=LABELS, height=SIZE[0], width=SIZE[1], color_mode="RGB",
+    info = ModelInfo(domain="paints", labels=tuple(labels), height=SIZE[0], width=SIZE[1], color_mode="RGB",
                      preprocessing=Preprocessing(), model_version=version,
                      open_set={"output": "ood_score", "threshold": THRESHOLD, "embedding_output": "embedding"})
     embed_metadata(proto, info)
@@ -93,7 +93,7 @@ def paint_model(path: Path, mix=np.eye(3), version="1", references=True) -> Path
         model = Engine().load(path)
         colours = np.concatenate([varied(c, 20, seed=i) for i, c in enumerate(PRIMARIES)])
         images = np.broadcast_to(colours[:, None, None, :], (len(colours), *SIZE, 3)).astype(np.float32)
-        refs = taught.class_references(model.embed(images), np.repeat(np.arange(3), 20), LABELS)
+        refs = taught.class_references(model.embed(images), np.repeat(np.arange(3), 20), tuple(labels))
         info = dataclasses.replace(info, class_references=refs)
         embed_metadata(proto, info)
         save_model(proto, path)
@@ -267,6 +267,15 @@ def test_an_upgrade_names_the_labels_to_teach_again_when_photos_are_gone(paints,
     assert records[0]["label"] != "yellow"
     assert any("'yellow'" in r.getMessage() and "teach it again" in r.getMessage() for r in caplog.records)
     assert "teach again: 3 of its photos left" in run("teach", "--list").stdout
+
+
+def test_a_taught_label_the_new_model_has_is_left_to_the_model(paints, caplog):
+    assert run("teach", "--domain", "paints", "yellow", *paints["yellow"][:5]).exit_code == 0
+    paint_model(installed_model_path("paints"), version="2", labels=("red", "green", "yellow"))
+    _, records = scan_records(paints["red"][0])
+    assert records[0]["label"] == "red" and [p["label"] for p in records[0]["top"]].count("yellow") == 1
+    assert any("now one of the model's own labels" in r.getMessage() for r in caplog.records)
+    assert "now one of model 2's own labels (forget it)" in run("teach", "--list").stdout
 
 
 def test_a_model_without_class_references_is_refused_clearly(paints, tmp_path):
