@@ -209,21 +209,39 @@ def speed(args) -> dict:
                               *map(str, teach_photos)], env=env_taught).check("tagteller teach")
         figures["teach_wall_s"] = teach_walls
         scan = [*tool, "scan", "--domain", SPEED_DOMAIN, "--format", "jsonl", "--no-progress", str(folder)]
-        walls = {"plain": [], "taught": []}
+        walls: dict[str, list[float]] = {"plain": [], "taught": []}
+        cpu: dict[str, list[float]] = {"plain": [], "taught": []}
         for _ in range(args.repeats):
             for kind, env in (("plain", env_plain), ("taught", env_taught)):
+                before = children_cpu_s()
                 run = benchkit.run_process(scan, env=env).check("tagteller scan")
+                cpu[kind].append(children_cpu_s() - before)
                 walls[kind].append(run.wall_s)
                 if kind == "taught":
                     labels = {json.loads(line).get("label") for line in run.stdout.splitlines() if line.strip()}
                     figures["taught_label_answers"] = "bench-label" in labels
         figures["scan_wall_s"] = walls
+        figures["scan_cpu_s"] = cpu
     figures["teach_median_s"] = statistics.median(teach_walls)
     figures["scan_plain_median_s"] = statistics.median(walls["plain"])
     figures["scan_taught_median_s"] = statistics.median(walls["taught"])
     figures["scan_overhead"] = figures["scan_taught_median_s"] / figures["scan_plain_median_s"] - 1
+    # Wall time on a shared machine moves with other processes' load; the CPU time the scan
+    # process spends (user + system, all its threads) does far less, and is what it costs.
+    figures["scan_cpu_plain_median_s"] = statistics.median(cpu["plain"])
+    figures["scan_cpu_taught_median_s"] = statistics.median(cpu["taught"])
+    figures["scan_cpu_overhead"] = figures["scan_cpu_taught_median_s"] / figures["scan_cpu_plain_median_s"] - 1
+    figures["scan_wall_paired_overhead"] = statistics.median(t / p - 1 for p, t in zip(walls["plain"], walls["taught"]))
     figures.update(model_call_overhead(model_src, args.repeats))
     return figures
+
+
+def children_cpu_s() -> float:
+    """CPU seconds (user + system) of this process's finished, waited-for descendants."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def model_call_overhead(model_path: Path, repeats: int) -> dict:
@@ -238,7 +256,7 @@ def model_call_overhead(model_path: Path, repeats: int) -> dict:
     batch = np.random.default_rng(0).uniform(0, 255, (32, *model.info.input_size, model.info.channels)).astype(np.float32)
     taught = scorer(refs, {"bench-label": model.embed(batch[:5])})
     timings = {"plain": [], "taught": []}
-    for _ in range(max(3, repeats)):
+    for _ in range(max(3, 5 * repeats)):  # interleaved, so load from other processes hits both alike
         start = time.perf_counter()
         model.predict_with_scores(batch)
         timings["plain"].append(time.perf_counter() - start)
@@ -309,9 +327,12 @@ def main() -> int:
         more.append(("Speed", ["what", "figure", "goal"], [
             ["`tagteller teach` with 5 phone-size photos, whole process (median)", f"{sp['teach_median_s']:.2f} s",
              f"< {GOAL_TEACH_S:.0f} s"],
-            [f"`tagteller scan` of the folder without / with a taught label (median)",
+            [f"`tagteller scan` of {args.scan_count} photos without / with a taught label: CPU time (median)",
+             f"{sp['scan_cpu_plain_median_s']:.2f} s / {sp['scan_cpu_taught_median_s']:.2f} s "
+             f"({sp['scan_cpu_overhead'] * 100:+.1f}%)", f"<= +{GOAL_SCAN_OVERHEAD:.0%}"],
+            ["the same, wall time (median; median of the paired ratios)",
              f"{sp['scan_plain_median_s']:.2f} s / {sp['scan_taught_median_s']:.2f} s "
-             f"({sp['scan_overhead'] * 100:+.1f}%)", f"<= +{GOAL_SCAN_OVERHEAD:.0%}"],
+             f"({sp['scan_overhead'] * 100:+.1f}%; paired {sp['scan_wall_paired_overhead'] * 100:+.1f}%)", ""],
             ["model call on 32 decoded images without / with (embedding output + scoring)",
              f"{sp['model_call_plain_s'] * 1000:.0f} ms / {sp['model_call_taught_s'] * 1000:.0f} ms "
              f"({sp['model_call_overhead'] * 100:+.1f}%)", ""],
