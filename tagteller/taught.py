@@ -50,6 +50,7 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,9 @@ ACCEPT_QUANTILE = 0.05
 #: the NLL optimum towards 0 (hard 0/1 answers); this keeps taught answers' probabilities graded.
 MIN_TEMPERATURE = 0.01
 EMBED_BATCH = 16
+#: A kept photo's file name: the SHA-256 of its bytes and the extension it is filed with (a name
+#: read from the index that is not one is refused: it never becomes a path outside the folder).
+PHOTO_NAME = re.compile(r"^[0-9a-f]{64}\.(jpg|png|webp|gif|bmp|tif)$")
 
 
 class TeachError(TagtellerError):
@@ -334,8 +338,11 @@ def read_index(domain: str) -> dict[str, TaughtLabel]:
         labels = data["labels"]
         out = {}
         for name, entry in labels.items():
-            out[validate_label(name)] = TaughtLabel(name, tuple(str(p) for p in entry["photos"]),
-                                                    str(entry.get("taught_at", "")))
+            photos = tuple(str(p) for p in entry["photos"])
+            strange = [p for p in photos if not PHOTO_NAME.match(p)]
+            if strange:
+                raise ValueError(f"label {name!r} lists {strange[0]!r}, not a kept photo's name")
+            out[validate_label(name)] = TaughtLabel(name, photos, str(entry.get("taught_at", "")))
         return out
     except (OSError, ValueError, KeyError, TypeError, AttributeError, InvalidNameError) as exc:
         raise TeachError(f"{path}: taught labels cannot be read ({exc.__class__.__name__}: {exc}); "

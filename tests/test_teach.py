@@ -422,3 +422,15 @@ def test_the_benchmark_script_runs_and_records_its_figures(tmp_path):
     assert speed["teach_median_s"] > 0 and len(speed["teach_wall_s"]) == 1
     assert speed["scan_plain_median_s"] > 0 and speed["model_call_taught_s"] > 0
     assert "Teach a label from 5 photos" in (tmp_path / "BENCHMARKS.md").read_text()
+
+
+def test_an_index_naming_files_outside_the_store_is_refused(paints, tmp_path):
+    assert run("teach", "--domain", "paints", "yellow", *paints["yellow"][:5]).exit_code == 0
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    data = json.loads(taught.index_path("paints").read_text())
+    data["labels"]["yellow"]["photos"].append("../../../../victim.txt")
+    taught.index_path("paints").write_text(json.dumps(data))
+    result = run("forget", "--domain", "paints", "yellow")
+    assert result.exit_code == 2 and "not a kept photo's name" in result.stderr
+    assert victim.read_text() == "keep me"
