@@ -456,7 +456,7 @@ def scorer_for(model: Any) -> TaughtScorer | None:
             return cached[1]
         try:
             found = _load_scorer(model)
-        except TeachError as exc:
+        except (TeachError, ModelError, OSError) as exc:  # taught labels never stop a scan
             log.warning("warning: taught labels of %s not used: %s", domain, exc)
             found = None
         model._taught = (stamp, found)

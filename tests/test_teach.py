@@ -434,3 +434,11 @@ def test_an_index_naming_files_outside_the_store_is_refused(paints, tmp_path):
     result = run("forget", "--domain", "paints", "yellow")
     assert result.exit_code == 2 and "not a kept photo's name" in result.stderr
     assert victim.read_text() == "keep me"
+
+
+def test_a_damaged_store_never_stops_a_scan(paints, caplog):
+    assert run("teach", "--domain", "paints", "yellow", *paints["yellow"][:5]).exit_code == 0
+    taught.index_path("paints").write_text("{damaged")
+    result, records = scan_records(paints["red"][0])
+    assert result.exit_code == 0 and records[0]["label"] == "red"
+    assert any("taught labels of paints not used" in r.getMessage() for r in caplog.records)
