@@ -14,9 +14,10 @@ from tagteller.cli.common import stderr
 
 
 def teach(
-    label: Optional[str] = typer.Argument(None, help="The new label.", show_default=False),
+    label: Optional[str] = typer.Argument(None, help="The new label.", show_default=False, metavar="LABEL"),
     photos: Optional[list[str]] = typer.Argument(
-        None, help="Photos of it: files, folders or glob patterns (at least 5 that decode).", show_default=False),
+        None, help="Photos of it: files, folders or glob patterns (at least 5 that decode).", show_default=False,
+        metavar="PHOTO..."),
     domain: Optional[str] = typer.Option(None, "--domain", "-d", help="Domain to teach (see `tagteller domains`)."),
     from_feedback: bool = typer.Option(
         False, "--from-feedback", help="Teach LABEL from the photos filed under it in the domain's feedback inbox."),
