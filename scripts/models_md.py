@@ -79,6 +79,12 @@ def section(path: Path, crossval: dict) -> str:
         lines.append(f"| open set | output `{ood['output']}` > {ood['threshold']:.4f} is unknown; rejects "
                      f"{_pct(ood.get('val_false_rejection'))} of its validation images; held-out generated images rejected: "
                      f"{generated}; gate trained against: {negatives} |")
+    refs = info.class_references
+    if refs:
+        lines.append(f"| taught labels | class references for `tagteller teach`: {len(refs['labels'])} prototypes of "
+                     f"{refs['dimension']} dimensions from {sum(refs['counts'])} validation embeddings; nearest-prototype "
+                     f"top-1 {_pct(refs['prototype_accuracy'])} (leave-one-out), temperature {refs['temperature']:.3f}, "
+                     f"accept similarity {refs['accept_similarity']:.3f}, 5-photo deficit {refs['shot_deficit']:.3f} |")
     stored = {"int8-static-qdq": "int8 (static QDQ, per-channel weights; head in float32)",
               "fp16-weights": "weights stored as float16, computed in float32"}.get(m.get("quantization"), "float32")
     tried = "; ".join(f"{kind} tried: top-1 {_pct(m[kind]['val_accuracy'])} ({m[kind]['size_bytes'] / 1e6:.1f} MB), "

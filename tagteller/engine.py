@@ -11,6 +11,8 @@
   images each image is; over the model's threshold the result is ``unknown`` (status
   ``"unknown"``: its ``predictions`` are kept as the model's best guesses) unless the caller
   accepts unknowns. Models without one answer as they always did.
+- Labels taught from a few photos (``tagteller teach``: :mod:`tagteller.taught`) are scored on
+  the model's ``embedding`` output beside its own classes (:meth:`LoadedModel.predict_answers`).
 - :meth:`Engine.scan_any` runs several domains' models on each image and answers with the one
   that accepts it most confidently (:func:`rank_answers` is the rule). Models whose input size
   and preprocessing match share one decode of the image.
@@ -35,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from tagteller import taught
 from tagteller.errors import ImageError, ModelError
 from tagteller.imaging import ImageSource, prepare
 from tagteller.modelfile import ModelInfo, parse_metadata
@@ -206,6 +209,10 @@ class LoadedModel:
                 raise ModelError(f"{path}: metadata 'open_set' names output {self.ood_name!r}, which holds "
                                  "the probabilities")
             ood_shape = by_name[self.ood_name].shape
+        #: The output the metadata names as the embedding (taught labels are scored on it), or None.
+        self.embedding_name: str | None = (info.open_set or {}).get("embedding_output")
+        if self.embedding_name not in by_name or self.embedding_name in (self.output_name, self.ood_name):
+            self.embedding_name = None
         self._check_shapes(inputs[0].shape, probs.shape, ood_shape)
 
     def _check_shapes(self, in_shape: list, out_shape: list, ood_shape: list | None) -> None:
@@ -237,11 +244,33 @@ class LoadedModel:
     def predict_with_scores(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities ``(N, classes)`` and open-set scores ``(N,)`` (None when the model has no
         open-set output) for a float32 batch ``(N, H, W, C)`` in [0, 255]."""
-        return self._run(batch, with_scores=self.ood_name is not None)
+        return self._run(batch, with_scores=self.ood_name is not None)[:2]
 
-    def _run(self, batch: np.ndarray, with_scores: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict_answers(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...]]:
+        """What a scan answers with: probabilities over the model's labels and then the labels
+        taught to its domain (:func:`tagteller.taught.scorer_for`; none: the model's alone), the
+        open-set scores (an image recognised as a taught label is accepted), and the labels in
+        column order."""
+        scorer = taught.scorer_for(self) if self.embedding_name is not None else None
+        if scorer is None:
+            probs, scores = self.predict_with_scores(batch)
+            return probs, scores, self.info.labels
+        probs, scores, embeddings = self._run(batch, with_scores=self.ood_name is not None, with_embedding=True)
+        probs, scores = scorer.apply(probs, scores, self.info.ood_threshold, embeddings)
+        return probs, scores, self.info.labels + scorer.labels
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """The model's embedding ``(N, D)`` of a float32 batch (ModelError when it has none)."""
+        if self.embedding_name is None:
+            raise ModelError(f"{self.path}: the model has no embedding output")
+        return self._run(batch, with_scores=False, with_embedding=True)[2]
+
+    def _run(self, batch: np.ndarray, with_scores: bool,
+             with_embedding: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         names = [self.output_name, self.ood_name] if with_scores else [self.output_name]
+        if with_embedding:
+            names.append(self.embedding_name)
         try:
             outs = self.session.run(names, {self.input_name: batch})
         except MemoryError:
@@ -263,7 +292,13 @@ class LoadedModel:
                 raise ModelError(f"{self.path}: open-set output {self.ood_name!r} has shape {scores.shape} "
                                  f"for a batch of {len(batch)}; expected one score per image")
             scores = scores.reshape(len(batch))
-        return out, scores
+        embeddings = None
+        if with_embedding:
+            embeddings = np.asarray(outs[-1], dtype=np.float32)
+            if embeddings.ndim != 2 or len(embeddings) != len(batch):
+                raise ModelError(f"{self.path}: embedding output {self.embedding_name!r} has shape "
+                                 f"{embeddings.shape} for a batch of {len(batch)}; expected (batch, features)")
+        return out, scores, embeddings
 
     def prepare(self, source: ImageSource) -> np.ndarray:
         return prepare(source, self.info.input_size, self.info.preprocessing)
@@ -453,8 +488,9 @@ class Engine:
             info = model.info
             return ScanResult(source=name, domain=info.domain, model_version=info.model_version, index=index, **kw)
 
-        def answer(model: LoadedModel, index: int, name: str, probs: np.ndarray, score: Any) -> ScanResult:
-            found = result(model, index, name, predictions=top_predictions(probs, model.info.labels, top_k))
+        def answer(model: LoadedModel, index: int, name: str, probs: np.ndarray, score: Any,
+                   labels: tuple[str, ...]) -> ScanResult:
+            found = result(model, index, name, predictions=top_predictions(probs, labels, top_k))
             if score is not None:
                 found.ood_score = float(score)
                 found.ood_threshold = model.info.ood_threshold
@@ -492,10 +528,10 @@ class Engine:
                     continue
                 stacked = np.stack(arrays) if len(arrays) > 1 else arrays[0][None]
                 for m in members:
-                    probs, scores = models[m].predict_with_scores(stacked)
+                    probs, scores, labels = models[m].predict_answers(stacked)
                     for row, j in enumerate(decoded):
                         done[j][m] = answer(models[m], first + j, batch[j][0], probs[row],
-                                            None if scores is None else scores[row])
+                                            None if scores is None else scores[row], labels)
             return [combine(per_model) for per_model in done]  # type: ignore[arg-type] - all filled
 
         def next_size(submitted: int) -> int:

@@ -24,6 +24,9 @@ key                    value
                        "ece_after": NUMBER, ...}``: the temperature scaling already applied
                        inside the graph, and the expected calibration error it changed
                        (informational; extra keys are kept)
+``class_references``   optional JSON: per-class prototypes of the validation embeddings and their
+                       similarity statistics, against which taught labels are scored
+                       (:func:`tagteller.taught.class_references`)
 ``metrics``            JSON validation metrics (accuracy, macro_f1, per-class recall, ...)
 ``training``           JSON summary (recipe, history, data fingerprint, wall time)
 ``model_version``      version string of this model
@@ -53,7 +56,7 @@ FORMAT_VERSION = "1"
 SUPPORTED_FORMATS = {"1"}
 REQUIRED_KEYS = ("tagteller_format", "domain", "labels", "input", "preprocessing")
 #: Keys :meth:`ModelInfo.to_metadata` writes only when the model has them.
-OPTIONAL_KEYS = ("open_set", "calibration")
+OPTIONAL_KEYS = ("open_set", "calibration", "class_references")
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class ModelInfo:
     open_set: dict[str, Any] | None = None
     #: ``{"temperature", "ece_before", "ece_after", ...}`` or None (not calibrated at export).
     calibration: dict[str, Any] | None = None
+    #: Prototypes and similarity statistics for taught labels (:mod:`tagteller.taught`), or None.
+    class_references: dict[str, Any] | None = None
 
     @property
     def channels(self) -> int:
@@ -101,7 +106,7 @@ class ModelInfo:
         from tagteller import __version__
 
         optional = {key: json.dumps(value, sort_keys=True)
-                    for key, value in zip(OPTIONAL_KEYS, (self.open_set, self.calibration))
+                    for key, value in zip(OPTIONAL_KEYS, (self.open_set, self.calibration, self.class_references))
                     if value is not None}
         return {
             "tagteller_format": self.format_version,
@@ -140,7 +145,8 @@ class ModelInfo:
         return out
 
 
-_JSON_KEYS = {"labels", "input", "preprocessing", "metrics", "training", "open_set", "calibration"}
+_JSON_KEYS = {"labels", "input", "preprocessing", "metrics", "training", "open_set", "calibration",
+              "class_references"}
 
 
 def _json(meta: dict[str, str], key: str, where: str, default: Any = None) -> Any:
@@ -271,6 +277,9 @@ def parse_metadata(meta: dict[str, str], where: str = "model") -> ModelInfo:
         raise ModelError(f"{where}: metadata 'metrics' and 'training' must be JSON objects")
     open_set = _parse_open_set(meta, where)
     calibration = _parse_calibration(meta, where)
+    references = _json(meta, "class_references", where) if "class_references" in meta else None
+    if references is not None and not isinstance(references, dict):
+        raise ModelError(f"{where}: metadata 'class_references' must be a JSON object")
     return ModelInfo(
         domain=domain,
         labels=labels,
@@ -283,6 +292,7 @@ def parse_metadata(meta: dict[str, str], where: str = "model") -> ModelInfo:
         training=training,
         open_set=open_set,
         calibration=calibration,
+        class_references=references,
         model_version=str(meta.get("model_version", "0")),
         created=str(meta.get("created", "")),
         tagteller_version=str(meta.get("tagteller_version", "")),

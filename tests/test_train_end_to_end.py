@@ -165,6 +165,17 @@ def test_every_trained_model_is_calibrated_and_knows_unknown(trained, tmp_path):
     assert any("open-set threshold" in line for line in trained.logs)
 
 
+
+def test_every_trained_model_carries_class_references_for_taught_labels(trained):
+    from tagteller import taught
+
+    loaded = Engine(intra_threads=1).load(trained.result.installed_path)
+    refs = taught.references_of(loaded)  # parses and checks them against the model's labels
+    assert refs.labels == loaded.info.labels and refs.prototypes.shape[0] == len(loaded.info.labels)
+    assert refs.prototypes.shape[1] == loaded.embed(np.zeros((1, *loaded.info.input_size, loaded.info.channels), np.float32)).shape[1]
+    assert loaded.info.class_references["counts"] and sum(loaded.info.class_references["counts"]) > 0
+
+
 def test_installed_model_describes_itself_and_scans_as_measured(trained):
     import onnx
 

@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "tagteller.cli.evaluate",
     "tagteller.cli.demo",
     "tagteller.cli.train",
+    "tagteller.cli.teach",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -62,6 +62,8 @@ def train(
     stopping: Optional[str] = typer.Option(None, "--stopping", help="Stopping policy by name (built-in or from a plugin)."),
     stop_param: list[str] = typer.Option([], "--stop-param", help="key=value for the stopping policy (repeatable)."),
     no_feedback: bool = typer.Option(False, "--no-feedback", help="Leave out the images filed with `tagteller feedback`."),
+    with_taught: bool = typer.Option(False, "--with-taught", help="Add the photos of labels taught with `tagteller teach` "
+                                     "(split into training and validation like the dataset): a real retrain with them."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Threads decoding images."),
     unknown_data: list[str] = typer.Option([], "--unknown-data", help="Photos that are NOT of this domain, for its open-set score: DIR, or DOMAIN=DIR to use that domain's training side only (repeatable)."),
 ) -> None:
@@ -82,7 +84,7 @@ def train(
     options = TrainOptions(
         data=data, epochs=epochs, time_budget_s=time_budget, fresh=fresh, force=force, weights=weights,
         install_to=install_to, quantize=quantize, seed=seed, batch_size=batch_size, stopping=stopping,
-        stop_params=dict(parse_param(p) for p in stop_param), use_feedback=not no_feedback, workers=workers,
+        stop_params=dict(parse_param(p) for p in stop_param), use_feedback=not no_feedback, use_taught=with_taught, workers=workers,
         unknown_data=list(unknown_data), command_line=shlex.join(["tagteller", *sys.argv[1:]]),
     )
     result = train_domain(dom, options, choose_prompter(yes), _log)

@@ -15,7 +15,10 @@
   model does not recognise answers 200 with ``status: "unknown"``, a null label and no deal.
 - ``POST /v1/feedback?domain=X&label=Y[&new_label=true]``: file one image (sent like a scan's)
   in the domain's feedback inbox (:func:`tagteller.feedback.file_image`); answers
-  ``FiledResult.as_dict()`` plus its ``message``.
+  ``FiledResult.as_dict()`` plus its ``message``, and for a new label ``teach``: the offer to
+  teach it from the inbox's photos of it (:func:`tagteller.taught.teach_offer`).
+- ``POST /v1/teach?domain=X&label=Y``: teach LABEL from the photos filed under it in the
+  domain's feedback inbox (``tagteller teach --from-feedback``); answers the teach report.
 - ``GET /v1/deal?domain=X&label=Y&price=P[&currency=C][&sure=false]``: the deal check for a label
   already told (the page re-runs it when the price is typed after the photo): the deal fields of
   :mod:`tagteller.serve.deals`.
@@ -333,6 +336,32 @@ def create_app(engine: Engine | None = None, max_upload_bytes: int = DEFAULT_MAX
         check_request(request, max_upload_bytes)
         upload = await read_upload(request, max_upload_bytes)
         filed = await service.file_feedback(dom, upload.data, label, new_label)
-        return {**filed.as_dict(), "message": filed.message, "file": upload.name}
+        from tagteller.taught import teach_offer
+
+        body = {**filed.as_dict(), "message": filed.message, "file": upload.name}
+        offer = await service.run_blocking(teach_offer, dom, filed.label)
+        if offer is not None:  # a new label: teaching it from the inbox is offered
+            body["teach"] = offer
+        return body
+
+    @app.post("/v1/teach", summary="Teach a new label from the photos filed under it in the feedback inbox")
+    async def teach_label(
+        domain: str = Query(..., min_length=1, max_length=64, description="Domain to teach."),
+        label: str = Query(..., min_length=1, max_length=256, description="The new label (its photos are in the inbox)."),
+    ) -> Any:
+        from tagteller import taught
+        from tagteller.errors import TagtellerError
+
+        dom = await service.run_blocking(service.domain, domain)
+
+        def work() -> dict[str, Any]:
+            try:
+                taught.check_teachable(dom, label)  # a refused label is 400 before anything else
+                report = taught.teach_from_feedback(dom, service.model_for(dom), label)
+            except TagtellerError as exc:
+                raise ApiError(400, str(exc)) from None
+            return {**report.as_dict(), "message": f"taught {report.label!r} from {report.total} photos"}
+
+        return await service.run_blocking(work)
 
     return app

@@ -72,6 +72,7 @@ class TrainOptions:
     stopping: str | None = None
     stop_params: dict[str, Any] = field(default_factory=dict)
     use_feedback: bool = True
+    use_taught: bool = False  # --with-taught: labels taught with `tagteller teach` become training data
     workers: int | None = None
     unknown_data: list[str] = field(default_factory=list)  # --unknown-data: DIR or DOMAIN=DIR
     command_line: str = ""
@@ -162,8 +163,11 @@ def _list_problems(where: Path, problems: Sequence[tuple[str, str]], what: str, 
         log(f"warning: ... and {len(problems) - MAX_LISTED_PROBLEMS} more {what}")
 
 
-def prepare_data(domain: Domain, root: Path, recipe: Recipe, use_feedback: bool, log: Log) -> PreparedData:
-    """Load, filter and split the data; add feedback images to the training side."""
+def prepare_data(domain: Domain, root: Path, recipe: Recipe, use_feedback: bool, log: Log,
+                 use_taught: bool = False) -> PreparedData:
+    """Load, filter and split the data; add feedback images to the training side; with
+    ``use_taught``, add the photos of labels taught with ``tagteller teach``, split like the
+    dataset (so the new labels are validated too)."""
     dataset = domain.layout.load(Path(root), domain.labels)
     skipped = list(dataset.skipped)
     samples = list(dataset.samples)
@@ -195,13 +199,25 @@ def prepare_data(domain: Domain, root: Path, recipe: Recipe, use_feedback: bool,
                 skipped.append((s.key, f"feedback label {s.label!r} is not one of the domain's"))
         if feedback:
             log(f"added {len(feedback)} feedback image(s) to the training side (--no-feedback leaves them out)")
+    taught: list[Sample] = []
+    if use_taught:
+        from tagteller.taught import taught_samples
+
+        filed = {s.path.name for s in feedback if s.path is not None}  # taught from the inbox: once only
+        taught = [s for s in taught_samples(domain.name)
+                  if (s.label in labels or domain.allow_new_labels) and s.path.name not in filed]
+        labels = labels + tuple(dict.fromkeys(s.label for s in taught if s.label not in labels))
+        taught_train, taught_val = stratified_split(taught, recipe.val_fraction, recipe.seed)
+        train, val = train + taught_train, sorted(val + taught_val, key=lambda s: s.key)
+        log(f"added {len(taught)} taught photo(s) ({', '.join(sorted({s.label for s in taught})) or 'none'}): "
+            f"{len(taught_train)} to training, {len(taught_val)} to validation")
     labels = validate_labels(labels)
     missing = [label for label in labels if not any(s.label == label for s in train + feedback)]
     if missing:
         log(f"warning: no training images for label(s) {', '.join(missing)}")
     fingerprint = dataset.fingerprint()
-    if feedback:
-        fingerprint = hashlib.sha256((fingerprint + "\n" + "\n".join(sorted(s.key for s in feedback))).encode()).hexdigest()
+    if feedback or taught:
+        fingerprint = hashlib.sha256((fingerprint + "\n" + "\n".join(sorted(s.key for s in feedback + taught))).encode()).hexdigest()
     return PreparedData(dataset, labels, train + feedback, val, len(feedback), skipped, fingerprint,
                         keys_sha256([s.key for s in val]))
 
@@ -350,6 +366,22 @@ def _smaller_copy(kind: str, proto: Any, info: ModelInfo, output: Path, val_imag
     return path, m
 
 
+def class_references_of(proto: Any, val_images: np.ndarray, open_set: OpenSetData,
+                        labels: Sequence[str], log: Log) -> dict[str, Any] | None:
+    """What taught labels are scored against (:func:`tagteller.taught.class_references`): the
+    exported model's own embeddings of the validation images. None (said) when a label has no
+    validation image: the model then cannot learn taught labels."""
+    from tagteller.taught import class_references
+    from tagteller.train.open_set import EMBEDDING_OUTPUT, run
+
+    missing = [label for i, label in enumerate(labels) if not np.any(np.asarray(open_set.val_labels) == i)]
+    if missing:
+        log(f"warning: no class references (`tagteller teach` needs them): no validation images of {', '.join(missing)}")
+        return None
+    embeddings = run(proto, np.asarray(val_images, np.float32), [EMBEDDING_OUTPUT])[EMBEDDING_OUTPUT]
+    return class_references(embeddings, open_set.val_labels, labels, seed=open_set.seed)
+
+
 def export_model(keras_model: Any, output: Path, domain: str, labels: Sequence[str], recipe: Recipe,
                  training: dict[str, Any], version: str, val_images: np.ndarray, val_samples: Sequence[Sample],
                  quantize: str | None, calibration_images: np.ndarray | None, log: Log,
@@ -375,7 +407,8 @@ def export_model(keras_model: Any, output: Path, domain: str, labels: Sequence[s
         fit = add_open_set(proto, np.asarray(val_images, np.float32), open_set.val_labels, open_set.own_images,
                            open_set.unknown_images, open_set.sources, open_set.seed, recipe.preprocessing)
         proto = fit.proto
-        info = dataclasses.replace(info, open_set=fit.open_set, calibration=fit.calibration)
+        info = dataclasses.replace(info, open_set=fit.open_set, calibration=fit.calibration,
+                                   class_references=class_references_of(proto, val_images, open_set, labels, log))
         log(f"calibrated: temperature {fit.calibration['temperature']:.3f}, ECE {fit.calibration['ece_before']:.3f} -> "
             f"{fit.calibration['ece_after']:.3f} (cross-fitted); open-set threshold {fit.open_set['threshold']:.4f} "
             f"rejects {fit.open_set['val_false_rejection']:.1%} of the validation images and "
@@ -421,7 +454,7 @@ def train_domain(domain: Domain, options: TrainOptions, prompter: Prompter | Non
     policy = choose_policy(domain, options.stopping, options.stop_params)
     if options.quantize not in QUANTIZE_CHOICES:
         raise TagtellerError(f"--quantize {options.quantize!r}: 'int8' or 'fp16'")
-    data = prepare_data(domain, options.data, recipe, options.use_feedback, log)
+    data = prepare_data(domain, options.data, recipe, options.use_feedback, log, use_taught=options.use_taught)
     seed = options.seed if options.seed is not None else recipe.seed
     keras.utils.set_random_seed(seed)
     model, resumed, weights_text = _start_model(domain.name, recipe, data.labels, options.fresh, log)

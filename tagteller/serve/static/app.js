@@ -53,6 +53,9 @@
   const feedbackNewLabel = $("feedback-new-label");
   const feedbackSend = $("feedback-send");
   const feedbackStatus = $("feedback-status");
+  const feedbackTeach = $("feedback-teach");
+  const feedbackTeachHint = $("feedback-teach-hint");
+  let teachOffer = null; // {domain, label} the "Teach it" button teaches from the feedback inbox
 
   let domains = [];
   let maxUploadBytes = Infinity;
@@ -402,6 +405,9 @@
     feedbackLabel.replaceChildren(...options);
     feedbackNewLabel.value = "";
     feedbackNewLabel.hidden = true;
+    feedbackTeach.hidden = true;
+    feedbackTeachHint.hidden = true;
+    teachOffer = null;
     setFeedbackStatus("", false);
     setFeedbackBusy(false);
   }
@@ -509,6 +515,7 @@
       const answer = await readJson(response);
       if (!response.ok) throw new Error(answer.error || `the server answered ${response.status}`);
       setFeedbackStatus(`${sentence(answer.message)}. Thank you!`, false, true);
+      offerTeach(lastScan.domain, answer.teach);
       refreshDomains();
     } catch (err) {
       setFeedbackStatus(`Could not send ${label}: ${reason(err)}`, true);
@@ -516,6 +523,38 @@
       setFeedbackBusy(false);
     }
   }
+
+  // After a correction to a new label: once the inbox has enough photos of it, offer to teach it
+  // (POST v1/teach: seconds, no retraining); before that, say how many more it needs.
+  function offerTeach(domain, offer) {
+    teachOffer = offer && offer.ready ? { domain, label: offer.label } : null;
+    feedbackTeach.hidden = !teachOffer;
+    const hint = offer && !offer.taught && offer.photos < offer.needs
+      ? `${offer.needs - offer.photos} more photo(s) of ${offer.label} and it can be taught.` : "";
+    feedbackTeachHint.textContent = hint;
+    feedbackTeachHint.hidden = !hint;
+    if (teachOffer) feedbackTeach.textContent = `Teach it: add ${offer.label} from ${offer.photos} photos`;
+  }
+
+  feedbackTeach.addEventListener("click", async () => {
+    if (!teachOffer) return;
+    const { domain, label } = teachOffer;
+    feedbackTeach.disabled = true;
+    setFeedbackStatus(`Teaching ${label}…`, false);
+    try {
+      const url = `v1/teach?domain=${encodeURIComponent(domain)}&label=${encodeURIComponent(label)}`;
+      const response = await fetch(url, { method: "POST" });
+      const answer = await readJson(response);
+      if (!response.ok) throw new Error(answer.error || `the server answered ${response.status}`);
+      setFeedbackStatus(`${sentence(answer.message)}: scans now answer ${label}.`, false, true);
+      feedbackTeach.hidden = true;
+      teachOffer = null;
+    } catch (err) {
+      setFeedbackStatus(`Could not teach ${label}: ${reason(err)}`, true);
+    } finally {
+      feedbackTeach.disabled = false;
+    }
+  });
 
   domainSelect.addEventListener("change", () => {
     localStorage.setItem(STORAGE_KEY, domainSelect.value);
