@@ -36,10 +36,12 @@ from tagteller.scale.inputs import LOCAL, InputFile, list_inputs
 from tagteller.scale.shards import ShardWriter, done_inputs, list_shards, output_filesystem, records_table
 from tagteller.sources import InputProblem
 
-#: Images per actor call (Ray batch); the engine cuts each into its own batches of ``batch_size``.
-FILES_PER_CALL = 64
-#: At most this many read tasks (more files go into each block).
-MAX_READ_BLOCKS = 2000
+#: Files per read block, and so per actor call (each call takes one block whole); the engine cuts
+#: each into its own batches of ``batch_size``. Small blocks keep results flowing (and shards,
+#: progress and resume fine-grained); the per-call cost of Ray is paid once per block.
+FILES_PER_CALL = 32
+#: At most this many read tasks (past FILES_PER_CALL * MAX_READ_BLOCKS files, blocks grow).
+MAX_READ_BLOCKS = 20_000
 
 
 @dataclass
@@ -234,7 +236,7 @@ class ScanJob:
             fn_constructor_kwargs=dict(model_ref=[self._model_ref], model_name=Path(plan.model_path).name,
                                        top_k=plan.top_k, batch_size=plan.batch_size,
                                        accept_unknown=plan.accept_unknown, low_confidence=plan.low_confidence),
-            batch_size=FILES_PER_CALL, batch_format="pyarrow", num_cpus=1,
+            batch_size=None, batch_format="pyarrow", num_cpus=1,
             compute=ray.data.ActorPoolStrategy(size=actors))
 
 

@@ -1,0 +1,180 @@
+#!/usr/bin/env python
+"""Benchmark: ``--engine ray`` against the in-process engine on the same photos (issue #17).
+
+The same 1,000 phone-size JPEGs (:func:`benchkit.ensure_photos`: real photos from ../shared,
+scaled up) go through, in one process and one run:
+
+- the in-process engine (:meth:`tagteller.engine.Engine.scan`, one worker per core: what
+  ``tagteller scan`` runs), the model load included;
+- the Ray job (:mod:`tagteller.scale.job`: ``read_binary_files`` -> the actor pool -> shards
+  written to a temporary folder) with 1 actor, then with one actor per core, on a local Ray
+  runtime started once before (its start-up is timed and shown on its own row). Actor start-up,
+  the model load in each actor and the shard writing are included.
+
+Two rates are printed for each: **job** (all images over the whole run) and **steady** (the
+images received between the 10% and the 90% marks over the time between them: what a long job
+converges to, start-up left out; Ray hands results over a block of 32 images at a time).
+Each is also given as a ratio to the in-process engine. Target (issue #17): Ray with one actor
+per core within 25% of the in-process engine (ratio >= 0.75). The answers of every Ray run are
+checked against the in-process ones (same label, probabilities within 1e-6).
+
+    .venv/bin/python benchmarks/ray_throughput.py [--count 1000] [--images DIR] [--model M.onnx]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchkit  # noqa: E402
+
+TARGET_RATIO = 0.75
+
+
+def timed_in_process(model_path: Path, photos: list[Path]) -> tuple[dict, dict[str, dict]]:
+    """Load + scan in this process; the rates and the records by file."""
+    from tagteller.engine import Engine
+    from tagteller.output import result_record
+
+    names = [str(p) for p in photos]
+    start = time.perf_counter()
+    engine = Engine()
+    try:
+        loaded = engine.load(model_path)
+        records, arrivals = {}, []
+        for result in engine.scan(loaded, names, names=names):
+            records[result.source] = result_record(result, 0.0)
+            arrivals.append((time.perf_counter(), len(records)))
+        end = time.perf_counter()
+    finally:
+        engine.close()
+    return rates(start, end, arrivals), records
+
+
+def rates(start: float, end: float, arrivals: list[tuple[float, int]]) -> dict:
+    """``arrivals``: (time, images received so far) after each result. job: all images over the
+    whole run; steady: the images received between the 10% and 90% marks over the time between
+    them (start-up and the last stragglers left out)."""
+    count = arrivals[-1][1] if arrivals else 0
+    low = next((t, n) for t, n in arrivals if n >= 0.1 * count)
+    high = next((t, n) for t, n in arrivals if n >= 0.9 * count)
+    steady = (high[1] - low[1]) / (high[0] - low[0]) if high[0] > low[0] else 0.0
+    return {"images": count, "seconds": end - start, "job": count / (end - start), "steady": steady,
+            "first_result_s": arrivals[0][0] - start if arrivals else 0.0}
+
+
+def timed_ray(model_path: Path, photos: list[Path], actors: int) -> tuple[dict, dict[str, dict]]:
+    """The Ray job with ``actors`` actors (Ray already up); the rates and the records by file."""
+    from tagteller.engine import read_model_info
+    from tagteller.scale.job import ScanPlan, prepare
+    from tagteller.scale.shards import list_shards, output_filesystem, read_shard
+
+    info = read_model_info(model_path)
+    with tempfile.TemporaryDirectory(prefix="tagteller-bench-ray-") as out:
+        plan = ScanPlan(sources=[str(p) for p in photos], output=out, model_path=model_path, domain=info.domain,
+                        model_version=info.model_version, low_confidence=0.0, actors=actors)
+        start = time.perf_counter()
+        job = prepare(plan)
+        arrivals, received = [], 0
+        for table in job.results():
+            received += table.num_rows
+            arrivals.append((time.perf_counter(), received))
+        end = time.perf_counter()
+        fs, folder = output_filesystem(out)
+        records = {r["file"]: r for path in list_shards(fs, folder) for r in read_shard(fs, path).to_pylist()}
+    return rates(start, end, arrivals), records
+
+
+def compare(ours: dict[str, dict], reference: dict[str, dict]) -> str:
+    """'' when every record matches the in-process one (label, probabilities within 1e-6)."""
+    if set(ours) != set(reference):
+        return f"{len(set(reference) - set(ours))} files missing, {len(set(ours) - set(reference))} extra"
+    for name, want in reference.items():
+        got = ours[name]
+        if got["label"] != want["label"] or got["status"] != want["status"]:
+            return f"{name}: {got['label']} / {got['status']} instead of {want['label']} / {want['status']}"
+        worst = max((abs(a["probability"] - b["probability"]) for a, b in zip(got["top"], want["top"])), default=0)
+        if worst > 1e-6:
+            return f"{name}: probabilities differ by {worst:.2e}"
+    return ""
+
+
+def main() -> int:
+    p = benchkit.parser(__doc__.splitlines()[0], model_options=False, images_option=True)
+    p.add_argument("--count", type=int, default=1000, help="photos in the set (default 1000)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="the model (default: the shipped shoes model, models/shoes.onnx)")
+    p.add_argument("--address", default=None, help="use this Ray cluster instead of starting a local runtime")
+    args = p.parse_args()
+    missing = [m for m in ("ray", "pyarrow", "fsspec") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SystemExit(f"error: this benchmark needs the [ray] extra ({', '.join(missing)} missing): "
+                         "pip install 'tagteller[ray]'")
+    import ray
+
+    from tagteller.engine import available_cores
+    from tagteller.scale.job import _quiet_ray_data
+
+    count = 24 if args.quick else args.count
+    m = benchkit.machine()
+    model_path = args.model or benchkit.REPO / "models" / "shoes.onnx"
+    photos = benchkit.ensure_photos(args, count, (640, 800) if args.quick else benchkit.PHOTO_LONGEST_SIDE)
+    benchkit.warm_page_cache(photos)
+    cores = available_cores()
+
+    inproc, reference = timed_in_process(model_path, photos)
+    start = time.perf_counter()
+    if args.address:
+        ray.init(address=args.address, logging_level=logging.ERROR, log_to_driver=False)
+    else:
+        ray.init(num_cpus=cores, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    ray_start = time.perf_counter() - start
+    _quiet_ray_data()
+    runs, mismatches = {}, {}
+    try:
+        for actors in sorted({1, cores}):
+            runs[actors], records = timed_ray(model_path, photos, actors)
+            mismatches[actors] = compare(records, reference)
+    finally:
+        ray.shutdown()
+    inproc_again, _ = timed_in_process(model_path, photos)  # the machine may have drifted: once more
+    base = {k: max(inproc[k], inproc_again[k]) for k in ("job", "steady")}
+
+    def row(label: str, r: dict) -> list:
+        return [label, r["images"], f"{r['seconds']:.2f}", f"{r['first_result_s']:.2f}", f"{r['job']:.1f}",
+                f"{r['job'] / base['job']:.2f}", f"{r['steady']:.1f}", f"{r['steady'] / base['steady']:.2f}"]
+
+    rows = [row(f"in-process Engine.scan ({cores} workers)", inproc),
+            row("  the same, again after the Ray runs", inproc_again)]
+    rows += [row(f"Ray Data, {a} actor{'s' if a > 1 else ''}", r) for a, r in runs.items()]
+    rows.append(["Ray runtime start-up (ray.init, once per job)", "", f"{ray_start:.2f}", "", "", "", "", ""])
+    full = runs[max(runs)]
+    verdicts = {f"Ray with {max(runs)} actors within 25% of in-process (steady)": full["steady"] / base["steady"]
+                >= TARGET_RATIO,
+                f"Ray with {max(runs)} actors within 25% of in-process (job, start-up included)":
+                full["job"] / base["job"] >= TARGET_RATIO,
+                "same answers as in-process": not any(mismatches.values())}
+    notes = [f"photos: {benchkit.describe_photos(photos)}; model: {model_path.name}",
+             "job: all images / whole run (Ray: actor start-up, model load in each actor and shard writing "
+             "included; in-process: model load included); steady: images between the 10% and 90% marks / the "
+             "time between them; ratios: to the better of the two in-process runs",
+             f"per-actor steady throughput here: {runs[1]['steady']:.1f} images/s (1 actor); "
+             f"{full['steady'] / max(runs):.1f} images/s per actor with {max(runs)}",
+             "answers: " + "; ".join(f"{a} actor(s): {v or 'every record matches the in-process engine'}"
+                                     for a, v in mismatches.items()),
+             "targets: " + "; ".join(f"{k}: {'holds' if v else 'MISSED'}" for k, v in verdicts.items())]
+    data = {"in_process": inproc, "in_process_again": inproc_again, "ray": runs, "ray_start_s": ray_start,
+            "cores": cores, "verdicts": verdicts, "mismatches": mismatches}
+    benchkit.record(args, "Ray Data against the in-process engine",
+                    ["pipeline", "images", "seconds", "first result (s)", "job images/s", "job ratio",
+                     "steady images/s", "steady ratio"], rows, notes, m, data)
+    return 0 if not any(mismatches.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
