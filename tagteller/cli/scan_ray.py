@@ -4,13 +4,16 @@ Checks the options that a distributed scan takes (``--output DIR``, ``--format p
 ``--domain`` or ``--model``), then runs the job with a progress bar on a terminal and a summary
 on stderr: images, failures, images/s, per-label counts. Exit 1 when any row failed (in this
 run, or an earlier one of the same job skipped by ``--resume``), 2 for a usage error or a
-missing ``[ray]`` extra, 130 when interrupted (the records received so far are saved).
+missing ``[ray]`` extra, 130 when interrupted by Ctrl-C or SIGTERM (the records received so far
+are saved).
 """
 
 from __future__ import annotations
 
 import re
-from contextlib import nullcontext
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,7 +68,8 @@ def scan_with_ray(paths: list[str], domain: str | None, model: Path | None, top_
                      markup=False)
     summary = job.summary
     try:
-        with ray_runtime(address) if job.todo else nullcontext():  # nothing left: no Ray to start
+        # (nothing left to scan: no Ray to start). SIGTERM's handler goes in after ray.init's own.
+        with ray_runtime(address) if job.todo else nullcontext(), _terminate_as_interrupt():
             _run(job, progress)
     except KeyboardInterrupt:
         stderr.print(f"interrupted: {summary.scanned} result(s) of this run saved in {output}; run the same "
@@ -74,6 +78,20 @@ def scan_with_ray(paths: list[str], domain: str | None, model: Path | None, top_
     _print_summary(summary, output)
     if summary.any_failed:
         raise typer.Exit(EXIT_FAILED)
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler stopping the job, ``kill``) ends the scan as Ctrl-C does: what was
+    received is saved first."""
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def output_location(output: Path | str) -> str:

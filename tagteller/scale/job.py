@@ -8,7 +8,8 @@ every ``shard_rows`` rows or ``shard_seconds`` seconds, whichever comes first. R
 one place makes every shard atomic and the progress and summary exact.
 
 Reads ask Ray for no CPU: they are I/O, and the actors hold every CPU (one each), so reads that
-reserved a CPU would wait for ever behind them.
+reserved a CPU would wait for ever behind them. Their concurrency is bounded instead (as many as
+there are actors, at least 2), or Ray would start a worker process for every block at once.
 
 :func:`prepare` lists the inputs and what the output folder already holds (``resume``); the
 :class:`ScanJob` it returns yields each result table as it arrives. Stopping the iteration early
@@ -225,6 +226,7 @@ class ScanJob:
             blocks = min(len(items), MAX_READ_BLOCKS, max(2 * actors, math.ceil(len(items) / FILES_PER_CALL)))
             read = ray.data.read_binary_files(
                 [item.path for item in items], include_paths=True, num_cpus=0, override_num_blocks=blocks,
+                concurrency=max(2, actors),  # reads take no CPU: bound them, or Ray starts a worker per block
                 filesystem=None if protocol == LOCAL else PyFileSystem(FSSpecHandler(fs)))
             parts.append(read.map_batches(_add_names, fn_kwargs={"fs": fs}, batch_format="pyarrow", num_cpus=0,
                                           batch_size=None))
