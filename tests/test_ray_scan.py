@@ -29,6 +29,8 @@ from tagteller.scale.job import ScanPlan, prepare, ray_runtime  # noqa: E402
 from tagteller.scale.shards import done_inputs, list_shards, output_filesystem, read_shard  # noqa: E402
 from tests.builders import open_set_model  # noqa: E402
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")  # Ray's own settings
+
 TAGTELLER = Path(sys.executable).parent / "tagteller"
 IMAGES = 240
 BAD = {"not-an-image.jpg": b"this is text, not a JPEG", "empty.png": b"",
@@ -188,22 +190,22 @@ def test_stopped_job_resumes_without_decoding_done_files_again(ray_cluster, mode
 
 
 def test_fsspec_url_and_jsonl_shards(ray_cluster, model, photos, tmp_path):
-    """A URL source goes through fsspec (here local://, the fsspec route without a network); the
-    records name the files by URL; JSON-lines shards read back as the same records."""
+    """A URL source goes through fsspec (here local://, the fsspec route without a network) in the
+    same job as a plain folder (one read per filesystem, unioned); the records name URL files by
+    URL; JSON-lines shards read back as the same records."""
     out = tmp_path / "out"
-    source = f"local://{photos}/shelf-2"
-    job = prepare(plan_for(model, [source], out, fmt="jsonl"))
+    job = prepare(plan_for(model, [f"local://{photos}/shelf-2", str(photos / "shelf-1")], out, fmt="jsonl"))
     with ray_runtime(None):
         list(job.results())
     shards = list(out.iterdir())
     assert shards and all(p.suffix == ".jsonl" for p in shards)
     lines = [json.loads(line) for p in shards for line in p.read_text().splitlines()]
-    assert all(r["file"].startswith("file://") for r in lines)
-    files = sorted(str(p) for p in (photos / "shelf-2").iterdir())
-    expected = reference(model, files)
-    assert sorted(r["file"] for r in lines) == [f"file://{name}" for name in files]
+    remote = sorted(str(p) for p in (photos / "shelf-2").iterdir())
+    local = sorted(str(p) for p in (photos / "shelf-1").iterdir())
+    expected = reference(model, remote + local)
+    assert sorted(r["file"] for r in lines) == sorted([f"file://{name}" for name in remote] + local)
     for record in lines:
-        want = expected[record["file"][len("file://"):]]
+        want = expected[record["file"].removeprefix("file://")]
         assert (record["status"], record["label"], record["top"]) == (want["status"], want["label"], want["top"])
     assert set(done_inputs(*output_filesystem(str(out)))) == {r["file"] for r in lines}
 
@@ -232,3 +234,21 @@ def test_cli_process_against_a_cluster(ray_cluster, model, photos, tmp_path):
     assert resumed.returncode == 1, resumed.stderr
     assert f"{count} skipped as already done (1 of them failed before)" in resumed.stderr
     assert len(shard_records(out)) == count
+
+
+def test_a_file_deleted_after_the_listing_is_an_error_row(ray_cluster, model, photos, tmp_path):
+    import shutil
+
+    folder = Path(shutil.copytree(photos / "shelf-0", tmp_path / "photos"))
+    out = tmp_path / "out"
+    job = prepare(plan_for(model, [str(folder)], out))
+    gone = sorted(folder.iterdir())[3]
+    gone.unlink()
+    with ray_runtime(None):
+        list(job.results())
+    records = {r["file"]: r for r in shard_records(out)}
+    assert len(records) == IMAGES // 4
+    assert records[str(gone)]["status"] == "error"
+    assert records[str(gone)]["error"].startswith("file not found when it was read")
+    assert sum(r["status"] == "error" for r in records.values()) == 1
+    assert job.summary.failed == 1

@@ -75,6 +75,14 @@ def scan_with_ray(paths: list[str], domain: str | None, model: Path | None, top_
         stderr.print(f"interrupted: {summary.scanned} result(s) of this run saved in {output}; run the same "
                      "command with --resume to carry on", markup=False)
         raise typer.Exit(130) from None
+    except Exception as exc:
+        reason = _ray_failure(exc)
+        if reason is None:
+            raise
+        stderr.print(f"error: the Ray job stopped: {reason}", markup=False)
+        stderr.print(f"{summary.scanned} result(s) of this run saved in {output}; once the cause is fixed, run the "
+                     "same command with --resume to carry on", markup=False)
+        raise typer.Exit(EXIT_FAILED) from None
     _print_summary(summary, output)
     if summary.any_failed:
         raise typer.Exit(EXIT_FAILED)
@@ -92,6 +100,18 @@ def _terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _ray_failure(exc: Exception) -> str | None:
+    """One line for a Ray task or actor that failed for good (a read that kept failing, the model
+    failing in an actor, a lost cluster); None for anything else (a bug: let it show)."""
+    import ray.exceptions
+    from ray.data.exceptions import SystemException
+
+    if not isinstance(exc, (ray.exceptions.RayError, SystemException)):
+        return None
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1][:300] if lines else exc.__class__.__name__
 
 
 def output_location(output: Path | str) -> str:

@@ -158,12 +158,16 @@ class ScanJob:
         self.summary = ScanSummary(inputs=len(todo) + len(skipped) + len(problems), skipped=len(skipped),
                                    skipped_failed=sum(f.name in failed_before for f in skipped))
 
-    def problem_table(self) -> pa.Table:
+    def _error_table(self, failures: list[tuple[str, str]]) -> pa.Table:
+        """Error records for ``(name, reason)`` pairs, as the engine would make them."""
         plan = self.plan
         return records_table([
-            result_record(ScanResult(source=p.source, error=p.reason, domain=plan.domain,
-                                     model_version=plan.model_version), plan.low_confidence, extra={"size": None})
-            for p in self.new_problems])
+            result_record(ScanResult(source=name, error=reason, domain=plan.domain, model_version=plan.model_version),
+                          plan.low_confidence, extra={"size": None})
+            for name, reason in failures])
+
+    def problem_table(self) -> pa.Table:
+        return self._error_table([(p.source, p.reason) for p in self.new_problems])
 
     def results(self) -> Iterator[pa.Table]:
         """Run the scan (Ray must be up: :func:`ray_runtime`), yielding each table of records
@@ -178,7 +182,9 @@ class ScanJob:
             if self.new_problems:
                 writer.add(self.problem_table())
             if self.todo:
+                received: set[str] = set()
                 for table in self._dataset().iter_batches(batch_size=None, batch_format="pyarrow"):
+                    received.update(table.column("file").to_pylist())
                     self._count(table)
                     writer.add(table)
                     now = time.perf_counter()
@@ -186,6 +192,14 @@ class ScanJob:
                         writer.flush()
                         last_flush = now
                     yield table
+                # Files that vanished between the listing and Ray's read are skipped by Ray
+                # (ignore_missing_paths): each gets its error row here.
+                gone = self._error_table([(f.name, "file not found when it was read (deleted after the listing?)")
+                                          for f in self.todo if f.name not in received])
+                if gone.num_rows:
+                    self._count(gone)
+                    writer.add(gone)
+                    yield gone
         finally:
             writer.flush()
             self.summary.seconds = time.perf_counter() - started
@@ -226,6 +240,7 @@ class ScanJob:
             blocks = min(len(items), MAX_READ_BLOCKS, max(2 * actors, math.ceil(len(items) / FILES_PER_CALL)))
             read = ray.data.read_binary_files(
                 [item.path for item in items], include_paths=True, num_cpus=0, override_num_blocks=blocks,
+                ignore_missing_paths=True,
                 concurrency=max(2, actors),  # reads take no CPU: bound them, or Ray starts a worker per block
                 filesystem=None if protocol == LOCAL else PyFileSystem(FSSpecHandler(fs)))
             parts.append(read.map_batches(_add_names, fn_kwargs={"fs": fs}, batch_format="pyarrow", num_cpus=0,
