@@ -252,3 +252,22 @@ def test_a_file_deleted_after_the_listing_is_an_error_row(ray_cluster, model, ph
     assert records[str(gone)]["error"].startswith("file not found when it was read")
     assert sum(r["status"] == "error" for r in records.values()) == 1
     assert job.summary.failed == 1
+
+
+def test_benchmark_script_runs_quick(ray_cluster, tmp_path):
+    """benchmarks/ray_throughput.py on tiny inputs, against the module's runtime: it finishes,
+    records its section with every pipeline, and finds the same answers on both sides (its
+    figures are not checked: this is not a timed test)."""
+    from tests.conftest import REPO
+
+    results = tmp_path / "BENCHMARKS.md"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "ray_throughput.py"), "--quick", "--cache", str(tmp_path / "cache"),
+         "--results", str(results), "--address", ray_cluster],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    section = results.read_text()
+    assert "### Ray Data against the in-process engine" in section
+    for row in ("| in-process Engine.scan", "| Ray Data, 1 actor |", "| Ray Data, 2 actors |"):
+        assert row in section
+    assert "every record matches the in-process engine" in section
