@@ -263,7 +263,7 @@ def main() -> int:
              "from the other work)",
              "steady CPU: the same between the 10% and 90% marks (start-up left out: what a long job pays)",
              f"per-actor throughput here: steady {runs[1]['steady']:.1f} images/s with 1 actor; steady CPU-bound "
-             f"{1000 / full['steady_cpu_ms']:.1f} images/s per core ({max(runs)} actors)",
+             f"{full['steady_cpu_bound'] / cores:.1f} images/s per core ({max(runs)} actors)",
              "answers: " + "; ".join(f"{a} actor(s): {v or 'every record matches the in-process engine'}"
                                      for a, v in mismatches.items()),
              "targets: " + "; ".join(f"{k}: {'holds' if v else 'MISSED'}" for k, v in verdicts.items())]

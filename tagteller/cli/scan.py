@@ -84,7 +84,7 @@ def scan(
              "URLs (s3://, gs://...) into Parquet or JSON-lines shards under --output DIR (docs/scale-out.md)."),
     address: Optional[str] = typer.Option(
         None, "--address", help="--engine ray: the Ray cluster to use (auto, ray://host:10001); default: "
-                                "a local Ray runtime with this machine's cores."),
+                                "$RAY_ADDRESS, else a local Ray runtime with this machine's cores."),
     actors: Optional[int] = typer.Option(
         None, "--actors", help="--engine ray: how many model actors (one CPU each); default: the cluster's CPUs."),
     resume: bool = typer.Option(

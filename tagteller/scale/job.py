@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -92,11 +93,12 @@ class ScanSummary:
 
 @contextlib.contextmanager
 def ray_runtime(address: str | None) -> Iterator[dict[str, float]]:
-    """Ray, connected: to ``address`` (``auto``, ``ray://host:10001``) when given, else a local
-    runtime with this machine's cores. A runtime that is already up (a caller's) is used as it
+    """Ray, connected: to ``address`` (``auto``, ``ray://host:10001``) or ``$RAY_ADDRESS`` when
+    given, else a local runtime with this machine's cores. A runtime that is already up (a caller's) is used as it
     is and left running. Yields the cluster's resources."""
     import ray
 
+    address = address or os.environ.get("RAY_ADDRESS") or None  # Ray's own variable, as `ray job submit` sets it
     started = False
     if not ray.is_initialized():
         quiet = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
@@ -158,16 +160,17 @@ class ScanJob:
         self.summary = ScanSummary(inputs=len(todo) + len(skipped) + len(problems), skipped=len(skipped),
                                    skipped_failed=sum(f.name in failed_before for f in skipped))
 
-    def _error_table(self, failures: list[tuple[str, str]]) -> pa.Table:
-        """Error records for ``(name, reason)`` pairs, as the engine would make them."""
+    def _error_table(self, failures: list[tuple[str, str, int | None]]) -> pa.Table:
+        """Error records for ``(name, reason, size)``, as the engine would make them (``size``:
+        the listed size, so that ``--resume`` knows the file as done; None for an argument)."""
         plan = self.plan
         return records_table([
             result_record(ScanResult(source=name, error=reason, domain=plan.domain, model_version=plan.model_version),
-                          plan.low_confidence, extra={"size": None})
-            for name, reason in failures])
+                          plan.low_confidence, extra={"size": size})
+            for name, reason, size in failures])
 
     def problem_table(self) -> pa.Table:
-        return self._error_table([(p.source, p.reason) for p in self.new_problems])
+        return self._error_table([(p.source, p.reason, None) for p in self.new_problems])
 
     def results(self) -> Iterator[pa.Table]:
         """Run the scan (Ray must be up: :func:`ray_runtime`), yielding each table of records
@@ -194,8 +197,8 @@ class ScanJob:
                     yield table
                 # Files that vanished between the listing and Ray's read are skipped by Ray
                 # (ignore_missing_paths): each gets its error row here.
-                gone = self._error_table([(f.name, "file not found when it was read (deleted after the listing?)")
-                                          for f in self.todo if f.name not in received])
+                gone = self._error_table([(f.name, "file not found when it was read (deleted after the listing?)",
+                                           f.size) for f in self.todo if f.name not in received])
                 if gone.num_rows:
                     self._count(gone)
                     writer.add(gone)
