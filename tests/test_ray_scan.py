@@ -271,3 +271,50 @@ def test_benchmark_script_runs_quick(ray_cluster, tmp_path):
     for row in ("| in-process Engine.scan", "| Ray Data, 1 actor |", "| Ray Data, 2 actors |"):
         assert row in section
     assert "every record matches the in-process engine" in section
+
+
+def single_image_model(path: Path) -> Path:
+    """A colour model that loads (its check runs one image) but fails on any batch of more than one
+    image: its graph reshapes the pooled colours to (1, 3)."""
+    from onnx import TensorProto, helper
+
+    from tagteller.modelfile import ModelInfo, embed_metadata, save_model
+    from tagteller.preprocessing import Preprocessing
+
+    weights = np.eye(3, dtype=np.float32) * 0.1
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["image", "axes"], ["pooled"], keepdims=0),
+         helper.make_node("Reshape", ["pooled", "one_row"], ["row"]),
+         helper.make_node("MatMul", ["row", "W"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1)],
+        "one-at-a-time", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 32, 32, 3])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3])],
+        initializer=[helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2]),
+                     helper.make_tensor("one_row", TensorProto.INT64, [2], [1, 3]),
+                     helper.make_tensor("W", TensorProto.FLOAT, [3, 3], weights.ravel().tolist())])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    embed_metadata(model, ModelInfo(domain="fruit", labels=("red", "green", "blue"), height=32, width=32,
+                                    color_mode="RGB", preprocessing=Preprocessing(),
+                                    metrics={"val_accuracy": 1.0}, model_version="1"))
+    save_model(model, path)
+    return path
+
+
+def test_a_model_failing_in_the_actors_stops_the_job_in_one_line(ray_cluster, photos, tmp_path):
+    """A failure Ray cannot retry away (here the model itself, in every actor): one line naming the
+    cause, the resume hint, exit 1, no traceback."""
+    model = single_image_model(tmp_path / "one-at-a-time.onnx")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [str(TAGTELLER), "scan", "--model", str(model), "--engine", "ray", "--address", ray_cluster,
+         str(photos / "shelf-0"), "--output", str(out)],
+        capture_output=True, text=True, timeout=240, env=dict(os.environ, TAGTELLER_HOME=str(tmp_path / "home")))
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "core_worker" not in line]
+    assert "Traceback" not in proc.stderr
+    stopped = [line for line in lines if line.startswith("error: the Ray job stopped: ")]
+    assert len(stopped) == 1, proc.stderr
+    assert stopped[0].startswith(f"error: the Ray job stopped: ModelError: {model}: the model failed on a ("), stopped
+    assert lines[-1].endswith("run the same command with --resume to carry on")
+    assert len(lines) == 2, lines  # Ray Data's own multi-line report of the failure stays quiet

@@ -110,8 +110,15 @@ def _ray_failure(exc: Exception) -> str | None:
 
     if not isinstance(exc, (ray.exceptions.RayError, SystemException)):
         return None
+    # The original exception survives only as text in Ray's report: its last "Type: message" line
+    # that is not Ray's own.
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1][:300] if lines else exc.__class__.__name__
+    causes = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*?: ", line)
+              and not line.startswith(("ray.", "RayTaskError"))]
+    if causes:
+        kind, _, message = causes[-1].partition(": ")
+        return f"{kind.rsplit('.', 1)[-1]}: {message}"[:300]
+    return lines[0][:300] if lines else exc.__class__.__name__
 
 
 def output_location(output: Path | str) -> str:

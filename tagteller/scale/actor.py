@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 import pyarrow as pa
 import ray
 
@@ -38,6 +39,7 @@ class ScanActor:
             with open(path, "wb") as fh:
                 fh.write(ray.get(model_ref[0]))
             self.model = self.engine.load(path)
+        self.model.path = Path(model_name)  # errors name the model file the user gave, not the copy
         self.top_k, self.batch_size = top_k, batch_size
         self.accept_unknown, self.low_confidence = accept_unknown, low_confidence
 

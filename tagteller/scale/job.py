@@ -126,7 +126,9 @@ def _quiet_ray_data() -> None:
     context = DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    # A task that fails for good is reported by the CLI in one line: Ray Data's own report (an
+    # abbreviated traceback over several lines) would only repeat it.
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
 
 
 def prepare(plan: ScanPlan) -> ScanJob:
@@ -253,7 +255,7 @@ class ScanJob:
         self._model_ref = ray.put(Path(plan.model_path).read_bytes())
         return dataset.map_batches(
             ScanActor,
-            fn_constructor_kwargs=dict(model_ref=[self._model_ref], model_name=Path(plan.model_path).name,
+            fn_constructor_kwargs=dict(model_ref=[self._model_ref], model_name=str(plan.model_path),
                                        top_k=plan.top_k, batch_size=plan.batch_size,
                                        accept_unknown=plan.accept_unknown, low_confidence=plan.low_confidence),
             batch_size=None, batch_format="pyarrow", num_cpus=1,
