@@ -218,7 +218,7 @@ def test_cli_process_against_a_cluster(ray_cluster, model, photos, tmp_path):
     env = dict(os.environ, TAGTELLER_HOME=str(tmp_path / "home"))
     command = [str(TAGTELLER), "scan", "--model", str(model), "--engine", "ray", "--address", ray_cluster,
                str(photos / "shelf-3"), str(photos / "not-an-image.jpg"), "--output", str(out)]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    proc = subprocess.run(command + ["--progress"], capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 1, proc.stderr
     assert f"error: {photos / 'not-an-image.jpg'}: not a recognised image format" in proc.stderr
     count = IMAGES // 4 + 1
