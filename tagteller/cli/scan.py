@@ -91,11 +91,35 @@ def scan(
              "declare text cues (clothing-tags, shoes): a brand name found there is recorded (text, "
              "text_match) and overrides the image answer where the domain allows. Costs 50-200 times "
              "the image model. Default: the domain's own default (off for the built-in ones)."),
+    engine: str = typer.Option(
+        "local", "--engine",
+        help="local: scan in this process. ray: scan on Ray Data (the [ray] extra), from folders, globs or "
+             "URLs (s3://, gs://...) into Parquet or JSON-lines shards under --output DIR (docs/scale-out.md)."),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="--engine ray: the Ray cluster to use (auto, ray://host:10001); default: "
+                                "$RAY_ADDRESS, else a local Ray runtime with this machine's cores."),
+    actors: Optional[int] = typer.Option(
+        None, "--actors", help="--engine ray: how many model actors (one CPU each); default: the cluster's CPUs."),
+    resume: bool = typer.Option(
+        False, "--resume", help="--engine ray: skip the files whose results --output DIR already holds "
+                                "(same path and size)."),
 ) -> None:
     """Tell what is in each image. Exit code 0 when every file scanned (an "unknown" answer
     included), 1 when some failed."""
     from tagteller.atomic import atomic_open
     from tagteller.cli import EXIT_FAILED, fail
+
+    if engine == "ray":
+        from tagteller.cli.scan_ray import scan_with_ray
+
+        return scan_with_ray(paths, domain, model, top_k, fmt, output, batch_size, progress, accept_unknown,
+                             address, actors, resume,
+                             {"--price": price, "--correct": correct, "--read-text": read_text})
+    if engine != "local":
+        raise fail(f"unknown --engine {engine!r}; choose from local, ray")
+    ray_only = [name for name, value in (("--address", address), ("--actors", actors), ("--resume", resume)) if value]
+    if ray_only:
+        raise fail(f"{', '.join(ray_only)}: only with --engine ray")
 
     from tagteller.errors import TagtellerError
 
