@@ -33,7 +33,8 @@ def demo(
 
     from tagteller import demo as fashion
     from tagteller import plugins
-    from tagteller.cli import EXIT_FAILED, fail
+    from tagteller.cli import fail
+    from tagteller.exitcodes import ExitCode
     from tagteller.engine import default_engine
     from tagteller.errors import TagtellerError
 
@@ -89,7 +90,7 @@ def demo(
     for name, reason in result.failures:
         stderr.print(f"error: {name}: {reason}", markup=False)
     if result.failures:
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def register(app: typer.Typer) -> None:

@@ -76,7 +76,8 @@ def evaluate(
     """
     from contextlib import ExitStack
 
-    from tagteller.cli import EXIT_FAILED, fail
+    from tagteller.cli import fail
+    from tagteller.exitcodes import ExitCode
     from tagteller.engine import default_engine
     from tagteller.evaluate.evaluate import SPLITS, evaluate_dataset
     from tagteller.errors import TagtellerError
@@ -131,7 +132,7 @@ def evaluate(
     if evaluation.failures:
         stderr.print(f"{len(evaluation.failures)} of {evaluation.selected_count} image(s) failed to decode",
                      markup=False)
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def _latest_run(domain: str) -> Path:

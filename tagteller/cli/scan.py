@@ -107,7 +107,8 @@ def scan(
     """Tell what is in each image. Exit code 0 when every file scanned (an "unknown" answer
     included), 1 when some failed."""
     from tagteller.atomic import atomic_open
-    from tagteller.cli import EXIT_FAILED, fail
+    from tagteller.cli import fail
+    from tagteller.exitcodes import ExitCode
 
     if engine == "ray":
         from tagteller.cli.scan_ray import scan_with_ray
@@ -262,7 +263,7 @@ def scan(
                          f"`tagteller prices set --domain {priced_domain} LABEL LOW HIGH`", markup=False)
     if failed:
         stderr.print(f"{failed} of {len(files) + len(problems)} input(s) failed", markup=False)
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def text_opinion(read_text: bool | None, domains: list[Any], model_domain: str | None) -> Any:

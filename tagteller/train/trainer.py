@@ -36,6 +36,7 @@ from tagteller.atomic import atomic_write_text
 from tagteller.datasets import Dataset, Sample, stratified_split
 from tagteller.domain import Domain, Recipe
 from tagteller.errors import DatasetError, TagtellerError
+from tagteller.exitcodes import ExitCode
 from tagteller.evaluate.evaluate import keys_sha256
 from tagteller.modelfile import ModelInfo
 from tagteller.names import validate_labels
@@ -47,9 +48,6 @@ from tagteller.train.prompt import NeverAsk, Prompter
 Log = Callable[[str], None]
 #: At most this many skipped-file lines are printed; the rest are counted.
 MAX_LISTED_PROBLEMS = 20
-
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
-
 
 def _stderr(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
@@ -86,7 +84,7 @@ class TrainResult:
     run_id: str
     run_dir: Path
     outcome: str
-    exit_code: int
+    exit_code: ExitCode
     message: str
     model_path: Path | None = None
     installed_path: Path | None = None
@@ -551,7 +549,7 @@ def _run(domain: Domain, options: TrainOptions, recipe: Recipe, policy: Stopping
     if outcome.status == "interrupted":
         message = (f"training interrupted; best checkpoint {run_dir / runs.CHECKPOINT} (export it with "
                    f"`tagteller export --domain {domain.name} --checkpoint {run_dir / runs.CHECKPOINT}`)")
-        return TrainResult(run_id, run_dir, "interrupted", EXIT_INTERRUPTED, message)
+        return TrainResult(run_id, run_dir, "interrupted", ExitCode.INTERRUPTED, message)
     history.finish("finished")
     _draw_curves(run_dir, log)
 
@@ -568,7 +566,7 @@ def _run(domain: Domain, options: TrainOptions, recipe: Recipe, policy: Stopping
     if not exported.parity.passed:
         metrics["install"] = {"install": False, "reason": "parity check failed", "target": str(target)}
         _write_metrics(run_dir, metrics, history)
-        return TrainResult(run_id, run_dir, "refused", EXIT_FAILED,
+        return TrainResult(run_id, run_dir, "refused", ExitCode.FAILED,
                            f"not installed: the ONNX model does not match Keras ({exported.parity.describe()})",
                            exported.model_path, None, metrics)
     current = target if target.is_file() else None
@@ -584,7 +582,7 @@ def _run(domain: Domain, options: TrainOptions, recipe: Recipe, policy: Stopping
         message = f"kept the model in use: {decision.reason}; the new one is {exported.candidate}"
         outcome_name, installed = "kept", None
     _write_metrics(run_dir, metrics, history)
-    return TrainResult(run_id, run_dir, outcome_name, EXIT_OK, message, exported.candidate, installed, metrics)
+    return TrainResult(run_id, run_dir, outcome_name, ExitCode.OK, message, exported.candidate, installed, metrics)
 
 
 def _cached_prefix_inputs(model: Any, recipe: Recipe, train_images: Any, val_images: Any, num_classes: int,
