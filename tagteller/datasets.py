@@ -74,9 +74,6 @@ class Dataset:
     def label_index(self) -> dict[str, int]:
         return {label: i for i, label in enumerate(self.labels)}
 
-    def subset(self, name: str) -> list[Sample]:
-        return [s for s in self.samples if s.subset == name]
-
     def fingerprint(self) -> str:
         """sha256 over every sample's key, label and content: changes when the data changes."""
         h = hashlib.sha256()
