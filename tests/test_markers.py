@@ -9,7 +9,15 @@ import types
 
 import pytest
 
-from tests.conftest import REPO, SHARED_NAMES, code_uses, has_tensorflow, needs_tensorflow, shared_dataset, tensorflow_modules
+from tests.conftest import (
+    REPO,
+    SHARED_NAMES,
+    code_uses,
+    has_tensorflow,
+    needs_tensorflow,
+    shared_dataset,
+    tensorflow_modules,
+)
 
 
 def _item(function, module=None):

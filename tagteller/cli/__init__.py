@@ -36,7 +36,7 @@ COMMAND_MODULES = [
 class _Group(typer.core.TyperGroup):
     """Turns a :class:`TagtellerError` from any command into one line on stderr and exit 2."""
 
-    def invoke(self, ctx):  # type: ignore[override]
+    def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except TagtellerError as exc:

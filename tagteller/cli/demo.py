@@ -34,9 +34,9 @@ def demo(
     from tagteller import demo as fashion
     from tagteller import plugins
     from tagteller.cli import fail
-    from tagteller.exitcodes import ExitCode
     from tagteller.engine import default_engine
     from tagteller.errors import TagtellerError
+    from tagteller.exitcodes import ExitCode
 
     def note(message: str) -> None:
         stderr.print(f"note: {message}", markup=False)

@@ -77,12 +77,12 @@ def evaluate(
     from contextlib import ExitStack
 
     from tagteller.cli import fail
-    from tagteller.exitcodes import ExitCode
     from tagteller.engine import default_engine
     from tagteller.evaluate.evaluate import SPLITS, evaluate_dataset
     from tagteller.errors import TagtellerError
     from tagteller.evaluate.overlap import training_overlap_warning
     from tagteller.evaluate.report import INSTALL_HINT, require_plots, write_evaluation_report
+    from tagteller.exitcodes import ExitCode
 
     if split not in SPLITS:
         raise fail(f"unknown --split {split!r}; choose from {', '.join(SPLITS)}")

@@ -25,8 +25,8 @@ def add_command(
 ) -> None:
     """File IMAGE(s) under LABEL. Exit code 1 when some could not be filed."""
     from tagteller import feedback, plugins
-    from tagteller.exitcodes import ExitCode
     from tagteller.errors import ImageError
+    from tagteller.exitcodes import ExitCode
     from collections import Counter
 
     from tagteller.sources import InputProblem, describe_skipped, expand

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -75,7 +75,7 @@ def list_command(
         plugins.get_domain(domain)
     names = [domain] if domain is not None else stored_domains()
     sources = list(plugins.price_sources())
-    lists = []
+    lists: list[dict[str, Any]] = []
     for name in names:
         parsed = load_price_list(name)
         lists.append({

@@ -30,9 +30,9 @@ def teach(
     (a refused label, fewer than 5 usable photos)."""
     from tagteller import plugins, taught
     from tagteller.cli import fail
-    from tagteller.exitcodes import ExitCode
     from tagteller.engine import default_engine
     from tagteller.errors import ModelError
+    from tagteller.exitcodes import ExitCode
     from tagteller.sources import InputProblem, expand
 
     if list_:
@@ -53,7 +53,7 @@ def teach(
     if not from_feedback and not photos:
         raise fail(f"give the photos of {label!r} (at least {taught.MIN_PHOTOS})")
     if not from_feedback:
-        items = expand(photos)
+        items = expand(photos or [])
         failed += [(p.source, p.reason) for p in items if isinstance(p, InputProblem)]
         sources = [p for p in items if not isinstance(p, InputProblem)]
     for source, reason in failed:

@@ -36,8 +36,8 @@ from tagteller.atomic import atomic_write_text
 from tagteller.datasets import Dataset, Sample, stratified_split
 from tagteller.domain import Domain, Recipe
 from tagteller.errors import DatasetError, TagtellerError
-from tagteller.exitcodes import ExitCode
 from tagteller.evaluate.evaluate import keys_sha256
+from tagteller.exitcodes import ExitCode
 from tagteller.modelfile import ModelInfo
 from tagteller.names import validate_labels
 from tagteller.paths import installed_model_path, portable_paths, runs_dir
