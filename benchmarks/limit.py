@@ -242,7 +242,6 @@ def main() -> int:
     i1 = inference_rate(model.onnx, batch, infer_total, runners=1, intra=1)
     i_side = inference_rate(model.onnx, batch, infer_total, runners=cores, intra=1)
     i_intra = inference_rate(model.onnx, batch, infer_total, runners=1, intra=cores)
-    i_all = max(i_side, i_intra)
     bound = cores / (1 / d1 + 1 / i1)
     bound2 = 2 / (1 / d1 + 1 / i1)
 

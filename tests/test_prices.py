@@ -17,9 +17,8 @@ from typer.testing import CliRunner
 import tagteller
 from tagteller import plugins, prices
 from tagteller.cli import build_app
-from tagteller.domain import Domain
 from tagteller.prices import PriceError, PriceRange, compare, deal_for, lookup_price, parse_amount
-from tests.builders import RGB_LABELS, colour_model, solid_image, register_thrift_domains
+from tests.builders import solid_image, register_thrift_domains
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_PLUGIN = REPO / "docs" / "examples" / "price_plugin"

@@ -16,7 +16,6 @@ import pytest
 from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
-import tagteller
 from tests.builders import DomainsPlugin
 from tagteller import CsvManifestLayout, Domain, FolderLayout, IdxLayout, Phase, Recipe, TargetPlateauPolicy
 from tagteller import plugins
