@@ -592,11 +592,6 @@ class PriceBook:
         return compare(amount, typical) if typical is not None else None
 
 
-def lookup_price(domain: str, label: str, currency: str | None = None) -> PriceRange | None:
-    """The typical range for ``label`` in ``domain``: the user's list, else plugin sources."""
-    return PriceBook(domain).lookup(label, currency)
-
-
 def deal_for(domain: str, label: str, paid: object, currency: str | None = None) -> Deal | None:
     """The deal check for one result (the server calls this): None when no range is known.
 
