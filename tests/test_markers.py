@@ -39,10 +39,10 @@ def _trains_a_model():
     train_domain()
 
 
-def _decides_epochs():
-    from tagteller.train.decisions import EpochDirector
+def _scans():
+    from tagteller.engine import default_engine
 
-    EpochDirector()
+    default_engine()
 
 
 def _reads_shared():
@@ -58,19 +58,19 @@ def test_a_library_function_that_imports_tensorflow_marks_train():
     assert needs_tensorflow(code_uses(_item(_trains_a_model))[0])
 
 
-def test_pure_python_training_code_does_not_mark_train():
-    assert not needs_tensorflow(code_uses(_item(_decides_epochs))[0])
+def test_inference_code_does_not_mark_train():
+    assert not needs_tensorflow(code_uses(_item(_scans))[0])
 
 
 def test_a_module_importing_a_tensorflow_module_marks_all_its_tests():
     module = types.ModuleType("tests.fake_module")
     module.export = types.ModuleType("tagteller.train.model")  # as `from tagteller.train import model`
-    assert needs_tensorflow(code_uses(_item(_decides_epochs, module))[0])
+    assert needs_tensorflow(code_uses(_item(_scans, module))[0])
 
 
 def test_shared_dataset_marks_shared():
     assert code_uses(_item(_reads_shared))[1] & SHARED_NAMES
-    assert not code_uses(_item(_decides_epochs))[1] & SHARED_NAMES
+    assert not code_uses(_item(_scans))[1] & SHARED_NAMES
 
 
 def test_this_session_marks_and_skips_consistently(request):
