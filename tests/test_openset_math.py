@@ -67,7 +67,7 @@ def test_rewrite_adds_a_calibrated_softmax_a_score_and_an_embedding():
     pytest.importorskip("onnx")
     import onnxruntime as ort
 
-    from tagteller.train.open_set import add_open_set, find_heads
+    from tagteller.openset_graph import add_open_set, find_heads
     from tests.builders import colour_graph
 
     proto = colour_graph(("red", "green", "blue"), size=(8, 8))
@@ -95,7 +95,7 @@ def test_strip_open_set_gives_back_the_network_and_a_refit_matches_a_first_fit()
     pytest.importorskip("onnx")
     import onnxruntime as ort
 
-    from tagteller.train.open_set import add_open_set, strip_open_set
+    from tagteller.openset_graph import add_open_set, strip_open_set
     from tests.builders import colour_graph
 
     proto = colour_graph(("red", "green", "blue"), size=(8, 8))

@@ -129,7 +129,7 @@ def register(*domains: Domain) -> None:
 # -- data check (no tensorflow) ---------------------------------------------------------------
 
 def test_data_check_reports_counts_duplicates_and_unreadable_files(tmp_path):
-    from tagteller.train.datacheck import check_dataset, report_lines
+    from tagteller.datacheck import check_dataset, report_lines
 
     root = make_folder_dataset(tmp_path / "data", per_class=6, problems=True)
     report = check_dataset(colours_domain(), root)
@@ -164,7 +164,7 @@ def test_data_check_command(tmp_path):
 
 
 def test_data_check_idx_finds_duplicate_arrays(tmp_path):
-    from tagteller.train.datacheck import check_dataset
+    from tagteller.datacheck import check_dataset
 
     root = make_idx_dataset(tmp_path / "idx", per_class=5)
     images_path = root / "train-images-idx3-ubyte.gz"
