@@ -40,7 +40,7 @@ def main() -> int:
     from tagteller.engine import Engine
     from tagteller.modelfile import parse_metadata
     from tagteller.train.export import INT8_MAX_DROP, half_precision_weights, write_model_file
-    from tagteller.install import measure_model
+    from tagteller.evaluate.measure import measure_model
     from tagteller.openset_graph import OOD_OUTPUT, add_open_set, find_heads, strip_open_set
     from tagteller.train.pipeline import decode_samples
     from tagteller.train.trainer import GATE_OWN_IMAGES, open_set_data, prepare_data

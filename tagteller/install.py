@@ -1,8 +1,8 @@
-"""Measuring model files with the engine, and installing a new model only when it is better.
+"""Installing a newly trained model only when it is better than the one in use.
 
-:func:`measure_model` scans labelled samples through :class:`tagteller.engine.Engine`, exactly
-as ``tagteller scan`` would (each model with its own preprocessing), so two models are compared
-on the same validation split by the same code path. :func:`decide_install` compares a new model
+Both models are measured on the same validation split by the same code path
+(:func:`tagteller.evaluate.measure.measure_model`, through the engine as ``tagteller scan``
+would, each model with its own preprocessing). :func:`decide_install` compares a new model
 with the one in use (installed, or shipped when none is installed): the new one wins on higher
 validation accuracy, or equal accuracy and higher macro-F1; ``--force`` installs anyway; a
 changed label set cannot be compared and installs the new model. :func:`install_model` replaces
@@ -12,79 +12,15 @@ the file atomically.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from tagteller.atomic import atomic_copy
 from tagteller.datasets import Sample
 from tagteller.engine import Engine
 from tagteller.errors import ModelError
-from tagteller.evaluate.metrics import averages, class_scores, confusion_matrix
-
-
-@dataclass
-class Measurement:
-    """A model file's figures on labelled samples (``failures``: samples that did not decode)."""
-
-    path: Path
-    labels: tuple[str, ...]
-    accuracy: float
-    macro_f1: float
-    per_class_recall: dict[str, float]
-    per_class_precision: dict[str, float]
-    count: int
-    confusion: list[list[int]]
-    failures: list[tuple[str, str]] = field(default_factory=list)
-
-    def as_metrics(self) -> dict[str, Any]:
-        """The ``metrics`` recorded in the model's metadata and ``metrics.json``."""
-        return {
-            "val_accuracy": round(self.accuracy, 6),
-            "macro_f1": round(self.macro_f1, 6),
-            "per_class_recall": {k: round(v, 6) for k, v in self.per_class_recall.items()},
-            "per_class_precision": {k: round(v, 6) for k, v in self.per_class_precision.items()},
-            "val_count": self.count,
-            "confusion": self.confusion,
-        }
-
-
-def measure_model(path: str | Path, samples: Sequence[Sample], engine: Engine | None = None,
-                  batch_size: int = 32) -> Measurement:
-    """Scan ``samples`` with the model at ``path``; a sample whose label the model lacks counts
-    as a mistake, one that fails to decode is left out and listed."""
-    engine = engine or Engine()
-    loaded = engine.load(path)
-    model_labels = tuple(loaded.info.labels)
-    labels = model_labels + tuple(sorted({s.label for s in samples} - set(model_labels)))
-    index = {label: i for i, label in enumerate(labels)}
-    true, predicted, failures = [], [], []
-    for result in engine.scan(loaded, [s.source for s in samples], top_k=1, batch_size=batch_size,
-                              names=[s.key for s in samples]):
-        sample = samples[result.index]
-        if not result.ok or result.top is None:
-            failures.append((sample.key, result.error or "no prediction"))
-            continue
-        true.append(index[sample.label])
-        predicted.append(index[result.top.label])
-    t, p = np.array(true, dtype=np.int64), np.array(predicted, dtype=np.int64)
-    cm = confusion_matrix(t, p, len(labels))
-    scores = class_scores(cm)
-    accuracy = float((t == p).mean()) if len(t) else 0.0
-    return Measurement(
-        path=Path(path),
-        labels=model_labels,
-        accuracy=accuracy,
-        macro_f1=averages(scores)["macro"]["f1"],
-        per_class_recall={label: float(scores.recall[i]) for i, label in enumerate(labels) if scores.support[i]},
-        per_class_precision={label: float(scores.precision[i]) for i, label in enumerate(labels)
-                             if scores.support[i] or scores.predicted[i]},
-        count=len(t),
-        confusion=cm.tolist(),
-        failures=failures,
-    )
+from tagteller.evaluate.measure import Measurement, measure_model
 
 
 @dataclass(frozen=True)

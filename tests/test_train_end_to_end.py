@@ -253,7 +253,7 @@ def test_resume_starts_from_the_best_earlier_model(trained, isolated_home):
 
 
 def test_installs_only_when_better_unless_forced(trained, isolated_home):
-    from tagteller.install import measure_model
+    from tagteller.evaluate.measure import measure_model
     from tagteller.train.trainer import TrainOptions, train_domain
 
     target = installed_model_path("colours")

@@ -104,9 +104,8 @@ def evaluation_report(evaluation: Evaluation, top_k: int | None = None, n_bins: 
             f"decoded{detail}"
         )
     true, predicted, probs = evaluation.true, evaluation.predicted, evaluation.probs
-    cm = metrics.confusion_matrix(true, predicted, len(labels))
-    scores = metrics.class_scores(cm)
-    avg = metrics.averages(scores)
+    measured = evaluation.scores()
+    cm, scores = measured.confusion, measured.classes
     correct = predicted == true
     bins = metrics.calibration_bins(evaluation.confidence, correct, n_bins)
     info = evaluation.model.info
@@ -149,7 +148,7 @@ def evaluation_report(evaluation: Evaluation, top_k: int | None = None, n_bins: 
             "correct": int(correct.sum()),
             "skipped_by_layout": len(evaluation.dataset.skipped),
         },
-        "accuracy": float(correct.mean()),
+        "accuracy": measured.accuracy,
         "top_k": k,
         "top_k_accuracy": metrics.top_k_accuracy(probs, true, k),
         "per_class": {
@@ -162,8 +161,8 @@ def evaluation_report(evaluation: Evaluation, top_k: int | None = None, n_bins: 
             }
             for i, label in enumerate(labels)
         },
-        "macro_avg": avg["macro"],
-        "weighted_avg": avg["weighted"],
+        "macro_avg": measured.macro,
+        "weighted_avg": measured.weighted,
         "ece": metrics.expected_calibration_error(bins),
         "calibration": {"n_bins": n_bins, "bins": [b.as_dict() for b in bins]},
         "confusion_matrix": {"labels": list(labels), "rows": "true", "columns": "predicted",

@@ -326,7 +326,7 @@ def _smaller_copy(kind: str, proto: Any, info: ModelInfo, output: Path, val_imag
         quantize_int8,
         write_model_file,
     )
-    from tagteller.install import measure_model
+    from tagteller.evaluate.measure import measure_model
 
     path = output.with_name(f"{output.stem}-{kind}.onnx")
     if kind == "int8":
@@ -389,7 +389,7 @@ def export_model(keras_model: Any, output: Path, domain: str, labels: Sequence[s
     """ONNX + parity + calibration and open-set score (with ``open_set``) + metadata (+ int8)
     for ``keras_model``; measured on ``val_samples`` with the engine when there are any."""
     from tagteller.train.export import parity_check, to_onnx, write_model_file
-    from tagteller.install import measure_model
+    from tagteller.evaluate.measure import measure_model
 
     if recipe.test_time_flip:
         from tagteller.train.model import with_test_time_flip
