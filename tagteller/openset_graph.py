@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from tagteller import openset
-from tagteller.evaluate import metrics
 from tagteller.errors import TagtellerError
+from tagteller.evaluate import metrics
 
 OOD_OUTPUT = "ood_score"
 EMBEDDING_OUTPUT = "embedding"

@@ -74,7 +74,7 @@ def train(
     """
     _need_tensorflow("train")
     from tagteller import plugins
-    from tagteller.prompt import choose_prompter
+    from tagteller.training_prompt import choose_prompter
     from tagteller.train.trainer import TrainOptions, parse_param, train_domain
 
     dom = plugins.get_domain(domain)

@@ -12,16 +12,16 @@ parity-checked ONNX model. One module per concept:
 - :mod:`~tagteller.train.model`: the classifier (scaling, backbone, head, softmax), unfreezing
   with BatchNorm kept in inference mode, compiling per phase, checkpoints;
 - :mod:`~tagteller.train.schedule`: the learning rate within a phase (plateau or cosine);
-- :mod:`~tagteller.train.loop`: the phased epoch loop driven by :mod:`tagteller.decisions`, with
-  checkpoints, TensorBoard logs and Ctrl-C handling;
+- :mod:`~tagteller.train.loop`: the phased epoch loop driven by :mod:`tagteller.epoch_decisions`,
+  with checkpoints, TensorBoard logs and Ctrl-C handling;
 - :mod:`~tagteller.train.export`: Keras to ONNX with tf2onnx, the parity check, metadata, int8;
 - :mod:`~tagteller.train.unknowns`: the open-set negatives (``--unknown-data``), decoded;
 - :mod:`~tagteller.train.trainer`: the whole ``train`` command, step by step.
 
 Every module here imports tensorflow (or keras), directly or through a sibling; what training
 uses that does not lives in the core: :mod:`tagteller.runs` (run folders and ``history.json``),
-:mod:`tagteller.decisions` (what happens after each epoch), :mod:`tagteller.prompt` (the
-interactive override), :mod:`tagteller.install` (installing a model only when it is better),
+:mod:`tagteller.epoch_decisions` (what happens after each epoch), :mod:`tagteller.training_prompt`
+(the interactive override), :mod:`tagteller.install` (installing a model only when it is better),
 :mod:`tagteller.evaluate.measure` (measuring a model file), :mod:`tagteller.datacheck`
 (``tagteller data check``) and :mod:`tagteller.openset_graph` (the open-set score added to the
 exported ONNX graph). ``tests/test_tensorflow_boundary.py`` checks both sides.

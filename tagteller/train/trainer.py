@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from tagteller import plugins
+from tagteller import plugins, runs
 from tagteller.atomic import atomic_write_text
 from tagteller.datasets import Dataset, Sample, stratified_split
 from tagteller.domain import Domain, Recipe
@@ -41,8 +41,7 @@ from tagteller.modelfile import ModelInfo
 from tagteller.names import validate_labels
 from tagteller.paths import installed_model_path, portable_paths
 from tagteller.stopping import StoppingPolicy
-from tagteller import runs
-from tagteller.prompt import NeverAsk, Prompter
+from tagteller.training_prompt import NeverAsk, Prompter
 
 Log = Callable[[str], None]
 #: At most this many skipped-file lines are printed; the rest are counted.
