@@ -42,7 +42,7 @@ def main() -> int:
     from tagteller.train.export import INT8_MAX_DROP, half_precision_weights, write_model_file
     from tagteller.evaluate.measure import measure_model
     from tagteller.openset_graph import OOD_OUTPUT, add_open_set, find_heads, strip_open_set
-    from tagteller.train.pipeline import decode_samples
+    from tagteller.sample_decoding import decode_samples
     from tagteller.train.trainer import GATE_OWN_IMAGES, open_set_data, prepare_data
 
     def log(text: str) -> None:

@@ -201,7 +201,7 @@ def test_csv_split_keeps_groups_together(tmp_path):
 @requires_tf
 def test_decode_uses_the_engines_pixels_and_skips_unreadable(tmp_path):
     from tagteller.imaging import prepare
-    from tagteller.train.pipeline import decode_samples
+    from tagteller.sample_decoding import decode_samples
 
     root = make_folder_dataset(tmp_path / "data", per_class=3, problems=True)
     dataset = FolderLayout().load(root, LABELS)
@@ -217,7 +217,8 @@ def test_decode_uses_the_engines_pixels_and_skips_unreadable(tmp_path):
 
 @requires_tf
 def test_training_batches_are_augmented_pixels_with_one_hot_labels(tmp_path):
-    from tagteller.train.pipeline import DecodedImages, evaluation_dataset, training_dataset
+    from tagteller.sample_decoding import DecodedImages
+    from tagteller.train.pipeline import evaluation_dataset, training_dataset
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (20, 16, 16, 3), dtype=np.uint8)

@@ -3,9 +3,9 @@
 ``tagteller train --domain NAME DATA`` turns a folder of labelled photos into an installed,
 parity-checked ONNX model. One module per concept:
 
-- :mod:`~tagteller.train.pipeline`: decoding with :func:`tagteller.imaging.prepare` (the engine's
-  own function, so training and inference see the same pixels), the in-memory cache, shuffling,
-  augmentation and batching on ``tf.data``; class weights;
+- :mod:`~tagteller.train.pipeline`: shuffling, augmentation and batching on ``tf.data`` of the
+  images :mod:`tagteller.sample_decoding` decoded once (with the engine's own function, so
+  training and inference see the same pixels); class weights;
 - :mod:`~tagteller.train.backbones`: ``keras.applications`` backbones by name, their pixel
   scaling, their blocks (for progressive unfreezing), the custom ``"cnn"``, and where the weights
   come from (``imagenet``, a file, ``$TAGTELLER_WEIGHTS_DIR``, none);
@@ -15,7 +15,6 @@ parity-checked ONNX model. One module per concept:
 - :mod:`~tagteller.train.loop`: the phased epoch loop driven by :mod:`tagteller.epoch_decisions`,
   with checkpoints, TensorBoard logs and Ctrl-C handling;
 - :mod:`~tagteller.train.export`: Keras to ONNX with tf2onnx, the parity check, metadata, int8;
-- :mod:`~tagteller.train.unknowns`: the open-set negatives (``--unknown-data``), decoded;
 - :mod:`~tagteller.train.trainer`: the whole ``train`` command, step by step.
 
 Every module here imports tensorflow (or keras), directly or through a sibling; what training
@@ -23,8 +22,10 @@ uses that does not lives in the core: :mod:`tagteller.runs` (run folders and ``h
 :mod:`tagteller.epoch_decisions` (what happens after each epoch), :mod:`tagteller.training_prompt`
 (the interactive override), :mod:`tagteller.install` (installing a model only when it is better),
 :mod:`tagteller.evaluate.measure` (measuring a model file), :mod:`tagteller.datacheck`
-(``tagteller data check``) and :mod:`tagteller.openset_graph` (the open-set score added to the
-exported ONNX graph). ``tests/test_tensorflow_boundary.py`` checks both sides.
+(``tagteller data check``), :mod:`tagteller.sample_decoding` (decoding the samples once),
+:mod:`tagteller.unknown_data` (the open-set negatives of ``--unknown-data``) and
+:mod:`tagteller.openset_graph` (the open-set score added to the exported ONNX graph).
+``tests/test_tensorflow_boundary.py`` checks both sides.
 
 Importing this package itself imports nothing heavy; the modules that need tensorflow import it.
 """

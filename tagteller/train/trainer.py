@@ -300,7 +300,7 @@ QUANTIZE_CHOICES = (None, "int8", "fp16")
 
 def open_set_data(val_labels: np.ndarray, train_images: np.ndarray, unknown_specs: Sequence[str], recipe: Recipe,
                   seed: int, log: Log, workers: int | None = None) -> OpenSetData:
-    from tagteller.train.unknowns import load_unknowns
+    from tagteller.unknown_data import load_unknowns
 
     unknown, sources = load_unknowns(unknown_specs, recipe.input_size, recipe.preprocessing, seed, log, workers)
     if sources:
@@ -502,7 +502,8 @@ def _run(domain: Domain, options: TrainOptions, recipe: Recipe, policy: Stopping
     from tagteller.install import decide_install, install_model
     from tagteller.train.loop import LoopSettings, ScalarLog, TrainingLoop
     from tagteller.train.model import load_checkpoint, predict_probabilities
-    from tagteller.train.pipeline import class_weights, decode_samples, evaluation_dataset, training_dataset
+    from tagteller.sample_decoding import decode_samples
+    from tagteller.train.pipeline import class_weights, evaluation_dataset, training_dataset
 
     label_index = {label: i for i, label in enumerate(data.labels)}
     log(f"decoding {len(data.train)} training and {len(data.val)} validation images at "
@@ -653,7 +654,7 @@ def export_checkpoint(domain: Domain, checkpoint: Path | None, output: Path | No
     from tagteller.preprocessing import Preprocessing
     from tagteller.train.export import INT8_CALIBRATION_IMAGES
     from tagteller.train.model import load_checkpoint
-    from tagteller.train.pipeline import decode_samples
+    from tagteller.sample_decoding import decode_samples
 
     if quantize not in QUANTIZE_CHOICES:
         raise TagtellerError(f"--quantize {quantize!r}: 'int8' or 'fp16'")
