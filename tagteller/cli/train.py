@@ -74,7 +74,7 @@ def train(
     """
     _need_tensorflow("train")
     from tagteller import plugins
-    from tagteller.train.prompt import choose_prompter
+    from tagteller.training_prompt import choose_prompter
     from tagteller.train.trainer import TrainOptions, parse_param, train_domain
 
     dom = plugins.get_domain(domain)
@@ -137,7 +137,7 @@ def data_check(
     """
     from tagteller import plugins
     from tagteller.cli import EXIT_FAILED
-    from tagteller.train.datacheck import check_dataset, report_lines
+    from tagteller.datacheck import check_dataset, report_lines
 
     report = check_dataset(plugins.get_domain(domain), data, decode=decode)
     if as_json:
