@@ -74,7 +74,7 @@ def train(
     """
     _need_tensorflow("train")
     from tagteller import plugins
-    from tagteller.train.prompt import choose_prompter
+    from tagteller.training_prompt import choose_prompter
     from tagteller.train.trainer import TrainOptions, parse_param, train_domain
 
     dom = plugins.get_domain(domain)
@@ -136,8 +136,8 @@ def data_check(
     Exit code 0 when every image decodes, 1 when some do not.
     """
     from tagteller import plugins
+    from tagteller.datacheck import check_dataset, report_lines
     from tagteller.exitcodes import ExitCode
-    from tagteller.train.datacheck import check_dataset, report_lines
 
     report = check_dataset(plugins.get_domain(domain), data, decode=decode)
     if as_json:
