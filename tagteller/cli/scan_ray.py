@@ -150,7 +150,7 @@ def _run(job: Any, progress: bool | None) -> None:
             for name, status, error in zip(*(table.column(c).to_pylist() for c in ("file", "status", "error"))):
                 if status == "error":
                     stderr.print(f"error: {name}: {error}", markup=False)
-            if bar is not None:
+            if bar is not None and task is not None:
                 bar.advance(task, table.num_rows)
 
 
