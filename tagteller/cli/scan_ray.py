@@ -22,9 +22,6 @@ import typer
 
 from tagteller.cli.common import DEFAULT_LOW_CONFIDENCE, resolve_domain_and_model, stderr
 
-#: The options an in-process scan has and a distributed one does not (option: its value).
-UNSUPPORTED = ("--price", "--correct")
-
 
 def scan_with_ray(paths: list[str], domain: str | None, model: Path | None, top_k: int, fmt: str | None,
                   output: Path | str | None, batch_size: int, progress: bool | None, accept_unknown: bool,
