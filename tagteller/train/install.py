@@ -20,7 +20,7 @@ import numpy as np
 
 from tagteller.atomic import atomic_copy
 from tagteller.datasets import Sample
-from tagteller.engine import Engine
+from tagteller.engine import Engine, LoadedModel
 from tagteller.errors import ModelError
 from tagteller.evaluate.metrics import averages, class_scores, confusion_matrix
 
@@ -51,12 +51,13 @@ class Measurement:
         }
 
 
-def measure_model(path: str | Path, samples: Sequence[Sample], engine: Engine | None = None,
+def measure_model(path: str | Path | LoadedModel, samples: Sequence[Sample], engine: Engine | None = None,
                   batch_size: int = 32) -> Measurement:
-    """Scan ``samples`` with the model at ``path``; a sample whose label the model lacks counts
-    as a mistake, one that fails to decode is left out and listed."""
+    """Scan ``samples`` with the model at ``path`` (or already loaded); a sample whose label the
+    model lacks counts as a mistake, one that fails to decode is left out and listed."""
     engine = engine or Engine()
-    loaded = engine.load(path)
+    loaded = path if isinstance(path, LoadedModel) else engine.load(path)
+    path = loaded.path
     model_labels = tuple(loaded.info.labels)
     labels = model_labels + tuple(sorted({s.label for s in samples} - set(model_labels)))
     index = {label: i for i, label in enumerate(labels)}
