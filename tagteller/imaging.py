@@ -27,6 +27,8 @@ import stat
 import struct
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Union
 
@@ -268,9 +270,17 @@ def prepare(source: ImageSource, size: tuple[int, int], pre: Preprocessing) -> n
     """Decode ``source`` and return a float32 ``(H, W, C)`` array in [0, 255] for a model whose
     input is ``size`` = (height, width), following ``pre``."""
     height, width = size
+    with _decoding(source) as im:
+        return _prepare_opened(im, height, width, pre, owned=not isinstance(source, Image.Image))
+
+
+@contextmanager
+def _decoding(source: ImageSource) -> Iterator[Image.Image]:
+    """``source`` opened (:func:`open_image`) for decoding inside the block: a decoder's error there
+    becomes one :class:`ImageError` line; what was opened here (not a caller's image) is closed."""
     im = open_image(source)
     try:
-        return _prepare_opened(im, height, width, pre, owned=not isinstance(source, Image.Image))
+        yield im
     except ImageError:
         raise
     except DECODER_ERRORS as exc:
@@ -335,8 +345,7 @@ def decode_rgb(source: ImageSource, max_side: int) -> np.ndarray:
     """Decode ``source`` as it looks, for reading its text: an RGB uint8 ``(H, W, 3)`` array, upright
     (EXIF orientation), transparency on white, the aspect ratio kept and the longer side at most
     ``max_side`` (JPEGs are drafted down by libjpeg first). Errors are :class:`ImageError`."""
-    opened = open_image(source)
-    try:
+    with _decoding(source) as opened:
         if opened.format == "JPEG":
             opened.draft("RGB" if opened.mode in ("RGB", "L") else None, (max_side, max_side))
         opened.load()
@@ -345,10 +354,3 @@ def decode_rgb(source: ImageSource, max_side: int) -> np.ndarray:
         if max(im.size) > max_side:
             im.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
         return np.asarray(im, dtype=np.uint8)
-    except ImageError:
-        raise
-    except DECODER_ERRORS as exc:
-        raise ImageError(f"cannot decode image: {_one_line(exc)}") from None
-    finally:
-        if not isinstance(source, Image.Image):
-            opened.close()

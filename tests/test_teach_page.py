@@ -5,14 +5,9 @@ Playwright (its ``browser`` fixture is reused)."""
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 
-from tests.test_serve_browser import browser, expect  # noqa: F401 - the fixture is used by name
-
-import uvicorn  # noqa: E402 - after the skips above
+from tests.test_serve_browser import browser, expect, serving  # noqa: F401 - the fixture is used by name
 
 from tagteller import plugins  # noqa: E402
 from tagteller.domain import Domain  # noqa: E402
@@ -28,17 +23,8 @@ def paint_server(tmp_path):
     plugins.register_plugin(DomainsPlugin(Domain(name="paints", description="Paint colours.", labels=LABELS,
                                                  model_path=model, allow_new_labels=True)), name="paint-page")
     app = create_app(engine=Engine(intra_threads=1), max_upload_bytes=256 * 1024)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, name="uvicorn-teach-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app, "uvicorn-teach-test") as url:
+        yield url
 
 
 def test_corrections_to_a_new_label_lead_to_teach_it(browser, paint_server, tmp_path):  # noqa: F811
