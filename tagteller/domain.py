@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tagteller.datasets import DatasetLayout, FolderLayout
+from tagteller.errors import DomainMismatchError
 from tagteller.names import validate_domain_name, validate_labels
 from tagteller.paths import installed_model_path
 from tagteller.preprocessing import Preprocessing
@@ -155,6 +156,13 @@ class Domain:
     @property
     def preprocessing(self) -> Preprocessing:
         return self.recipe.preprocessing
+
+    def check_model(self, model_domain: str, where: object) -> None:
+        """Refuse a model trained for another domain: raise :class:`DomainMismatchError` when
+        ``model_domain`` (its metadata's domain) is not this one; ``where`` names the model file.
+        The one check of this kind: the CLI's scans, the server, evaluate and demo call it."""
+        if model_domain != self.name:
+            raise DomainMismatchError(str(where), model_domain, self.name)
 
     def resolve_model(self) -> Path | None:
         """The model to use: the user's installed one, else the shipped one, else None."""

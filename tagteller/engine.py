@@ -16,6 +16,11 @@
 - :meth:`Engine.scan_any` runs several domains' models on each image and answers with the one
   that accepts it most confidently (:func:`rank_answers` is the rule). Models whose input size
   and preprocessing match share one decode of the image.
+- Every result carries ``timing_ms``: the milliseconds each step spent on that image (decode,
+  inference, taught-label scoring; text reading is added by :mod:`tagteller.text_cues`), as
+  ultralytics' ``Results.speed`` does. A batch's inference is shared out evenly over its images.
+- :meth:`ScanResult.failure` is the one way to make a result for an input that never got an
+  answer (an argument that named nothing, a file that did not decode).
 
 How this was tuned (decode workers against intra-op threads, batch size, JPEG draft size) and the
 throughput it reaches against the machine's bound are in ``benchmarks/`` and BENCHMARKS.md.
@@ -28,6 +33,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -46,6 +52,8 @@ from tagteller.modelfile import ModelInfo, parse_metadata
 DEFAULT_INTRA_THREADS = 1
 #: The graph output holding the probabilities (when no output has this name: the first one).
 PROBABILITIES_OUTPUT = "probabilities"
+#: The steps of ``ScanResult.timing_ms``, in the order they run.
+DECODE, INFERENCE, TAUGHT_LABELS, TEXT_READING = "decode", "inference", "taught_labels", "text_reading"
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,19 @@ class ScanResult:
     #: ``overrode`` says it replaced the image model's answer); None when none matched or no text
     #: was read.
     text_match: Any = None
+    #: Milliseconds each step spent on this image (:data:`DECODE`, :data:`INFERENCE`,
+    #: :data:`TAUGHT_LABELS`, :data:`TEXT_READING`; only the steps that ran). A batch's inference
+    #: counts in equal shares for its images; over several domains, every model's share is summed.
+    timing_ms: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def failure(cls, source: str, reason: str, domain: str = "", model_version: str = "", index: int = 0,
+                every_domain: bool = False) -> ScanResult:
+        """The result for an input without an answer: ``reason`` is its error. ``domain`` and
+        ``model_version`` are those of the model it was for; ``every_domain``: a scan over every
+        domain (no domain answered: ``alternatives`` is empty, not None)."""
+        return cls(source=source, error=reason, domain=domain, model_version=model_version, index=index,
+                   alternatives=[] if every_domain else None)
 
     @property
     def ok(self) -> bool:
@@ -149,7 +170,7 @@ def choose_answer(results: list[ScanResult]) -> ScanResult:
     others in ``alternatives``. An image that failed for every model is one error, for no domain."""
     best, *others = rank_answers(results)
     if not best.ok:
-        return ScanResult(source=best.source, error=best.error, index=best.index, alternatives=[])
+        return ScanResult.failure(best.source, best.error or "failed", index=best.index, every_domain=True)
     best.alternatives = others
     return best
 
@@ -246,17 +267,25 @@ class LoadedModel:
         open-set output) for a float32 batch ``(N, H, W, C)`` in [0, 255]."""
         return self._run(batch, with_scores=self.ood_name is not None)[:2]
 
-    def predict_answers(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...]]:
+    def predict_answers(self, batch: np.ndarray, timing_ms: dict[str, float] | None = None,
+                        ) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...]]:
         """What a scan answers with: probabilities over the model's labels and then the labels
         taught to its domain (:func:`tagteller.taught.scorer_for`; none: the model's alone), the
         open-set scores (an image recognised as a taught label is accepted), and the labels in
-        column order."""
+        column order. ``timing_ms``, when given, gets the milliseconds of the whole batch's
+        :data:`INFERENCE` and (with taught labels) :data:`TAUGHT_LABELS` scoring."""
+        steps = timing_ms if timing_ms is not None else {}
+        started = time.perf_counter()
         scorer = taught.scorer_for(self) if self.embedding_name is not None else None
         if scorer is None:
             probs, scores = self.predict_with_scores(batch)
+            steps[INFERENCE] = (time.perf_counter() - started) * 1000
             return probs, scores, self.info.labels
         probs, scores, embeddings = self._run(batch, with_scores=self.ood_name is not None, with_embedding=True)
+        ran = time.perf_counter()
         probs, scores = scorer.apply(probs, scores, self.info.ood_threshold, embeddings)
+        steps[INFERENCE] = (ran - started) * 1000
+        steps[TAUGHT_LABELS] = (time.perf_counter() - ran) * 1000
         return probs, scores, self.info.labels + scorer.labels
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
@@ -493,6 +522,10 @@ class Engine:
             info = model.info
             return ScanResult(source=name, domain=info.domain, model_version=info.model_version, index=index, **kw)
 
+        def failure(model: LoadedModel, index: int, name: str, reason: str) -> ScanResult:
+            info = model.info
+            return ScanResult.failure(name, reason, info.domain, info.model_version, index)
+
         def answer(model: LoadedModel, index: int, name: str, probs: np.ndarray, score: Any,
                    labels: tuple[str, ...]) -> ScanResult:
             found = result(model, index, name, predictions=top_predictions(probs, labels, top_k))
@@ -515,17 +548,21 @@ class Engine:
 
         def run_batch(first: int, batch: list[tuple[str, ImageSource]]) -> list[ScanResult]:
             """Decode ``batch`` once per input kind (a bad file becomes that file's error), then
-            classify the rest with each model that takes that kind."""
+            classify the rest with each model that takes that kind. Each image's result carries
+            what each step spent on it: its own decode, an equal share of each batch run."""
             done: list[list[ScanResult | None]] = [[None] * len(models) for _ in batch]
+            spent: list[dict[str, float]] = [{} for _ in batch]
             for members in groups.values():
                 lead = models[members[0]]
                 arrays: list[np.ndarray] = []
                 decoded: list[int] = []
                 for j, (name, src) in enumerate(batch):
+                    started = time.perf_counter()
                     array = decode(lead, src)
+                    spent[j][DECODE] = spent[j].get(DECODE, 0.0) + (time.perf_counter() - started) * 1000
                     if isinstance(array, str):
                         for m in members:
-                            done[j][m] = result(models[m], first + j, name, error=array)
+                            done[j][m] = failure(models[m], first + j, name, array)
                     else:
                         arrays.append(array)
                         decoded.append(j)
@@ -533,11 +570,17 @@ class Engine:
                     continue
                 stacked = np.stack(arrays) if len(arrays) > 1 else arrays[0][None]
                 for m in members:
-                    probs, scores, labels = models[m].predict_answers(stacked)
+                    batch_ms: dict[str, float] = {}
+                    probs, scores, labels = models[m].predict_answers(stacked, batch_ms)
                     for row, j in enumerate(decoded):
                         done[j][m] = answer(models[m], first + j, batch[j][0], probs[row],
                                             None if scores is None else scores[row], labels)
-            return [combine(per_model) for per_model in done]  # type: ignore[arg-type] - all filled
+                        for step, ms in batch_ms.items():
+                            spent[j][step] = spent[j].get(step, 0.0) + ms / len(decoded)
+            answers = [combine(per_model) for per_model in done]  # type: ignore[arg-type] - all filled
+            for answered, steps in zip(answers, spent):
+                answered.timing_ms = steps
+            return answers
 
         def next_size(submitted: int) -> int:
             if remaining is None:

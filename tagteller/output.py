@@ -14,6 +14,15 @@ domains' answers, best first.
 read from the photo and the domain's text cue it matched (:mod:`tagteller.text_cues`). Where that
 cue overrode the image model, ``label`` is the cue's, ``confidence`` is null (the answer is not a
 probability), ``sure`` is true and ``top`` keeps the image model's probabilities.
+
+``timing_ms`` is what each step of the scan spent on the image, in milliseconds (``decode``,
+``inference``, and where they ran ``taught_labels`` and ``text_reading``: ``ScanResult.timing_ms``).
+JSON and JSON-lines records carry it; CSV and table output leave it out (their columns stay as they
+were), as do the Parquet shards of ``--engine ray``. With a :class:`tagteller.prices.DealCheck`
+(``--price``, the server) a record also carries the deal fields.
+
+:func:`result_record` is the one place a result becomes a record: the CLI, the server and the Ray
+actors all call it.
 """
 
 from __future__ import annotations
@@ -25,10 +34,13 @@ import os
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from tagteller.engine import ScanResult
 from tagteller.errors import TagtellerError
+
+if TYPE_CHECKING:
+    from tagteller.prices import DealCheck
 
 FORMATS = ("table", "json", "jsonl", "csv")
 #: The format ``-o FILE`` implies when no ``--format`` is given (other extensions: table).
@@ -79,12 +91,13 @@ def _score(value: float | None) -> float | None:
 
 
 def result_record(result: ScanResult, low_confidence: float | Callable[[str], float] = 0.0,
-                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The plain-data form of one result, shared by every format and the HTTP API.
+                  extra: dict[str, Any] | None = None, deals: DealCheck | None = None) -> dict[str, Any]:
+    """The plain-data form of one result, shared by every format, the HTTP API and the Ray shards.
 
     ``low_confidence`` is the domain's threshold for ``sure``, or a function of the domain name
     (scans over every domain). ``sure`` is false below it, and for an answer accepted although
-    the model rejected the image (``--accept-unknown``).
+    the model rejected the image (``--accept-unknown``). ``extra`` fields are added as they are;
+    ``deals`` adds the deal fields of the record's answer (blocking: it reads price lists).
     """
     threshold_for = low_confidence if callable(low_confidence) else (lambda _domain: low_confidence)
     top = result.top if result.status == "ok" else None
@@ -107,8 +120,11 @@ def result_record(result: ScanResult, low_confidence: float | Callable[[str], fl
         record.update(label=result.text_match.label, confidence=None, sure=True)
     if result.alternatives is not None:
         record["alternatives"] = [_alternative(r, threshold_for) for r in result.alternatives]
+    record["timing_ms"] = {step: round(ms, 3) for step, ms in result.timing_ms.items()}
     if extra:
         record.update(extra)
+    if deals is not None:
+        record.update(deals.fields(result.domain, record))
     return record
 
 

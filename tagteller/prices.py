@@ -610,13 +610,58 @@ def no_price_text(label: str, currency: str | None = None) -> str:
     return f"no typical price for {label}" + (f" in {currency}" if currency else "")
 
 
-def deal_result_fields(deal: Deal | None, label: str, currency: str | None, sure: bool) -> dict[str, object]:
-    """The deal fields of one scan result (CLI records and the HTTP API share them), given the
-    looked-up ``deal`` (None: no typical price known). An unsure prediction's sentence starts
-    with "if it is LABEL:" so a guess never reads as an answer."""
-    if deal is None:
-        return {"currency": currency, "typical_known": False, "deal": no_price_text(label, currency)}
-    fields: dict[str, object] = {**deal.record(), "typical_known": True, "deal_position": deal.position}
-    if not sure:
-        fields["deal"] = f"if it is {label}: {deal.text}"
-    return fields
+#: Every deal field of a scan record: :data:`DEAL_FIELDS`, then whether a typical price was known
+#: for the label and where the price paid sits (``below``/``within``/``above``).
+DEAL_RECORD_FIELDS = DEAL_FIELDS + ("typical_known", "deal_position")
+
+
+class DealCheck:
+    """The deal fields of scan records, for one asking price: the one place they are made (``scan
+    --price``, the server's scans and ``GET /v1/deal``).
+
+    ``paid`` None (no price given): every field is null. Otherwise each answer (an ``ok`` record
+    with a label) is checked against its own domain's prices (one :class:`PriceBook` per domain);
+    unknown answers and errors only carry ``price_paid``. A label without a typical price is not
+    an error: ``typical_known`` is false and ``deal`` says so (:attr:`unpriced` collects them); a
+    price list that cannot be read makes ``deal`` say why. An answer below its domain's confidence
+    threshold (``sure`` false) prefixes the deal with "if it is LABEL:", so a guess never reads as
+    an answer. ``strict_units``: without a currency, a price with more decimals than the typical
+    range's currency has is refused (:func:`check_asking_price`), as the server does.
+    """
+
+    def __init__(self, paid: Decimal | None, currency: str | None = None, strict_units: bool = False) -> None:
+        self.paid, self.currency, self.strict_units = paid, currency, strict_units
+        self.books: dict[str, PriceBook] = {}
+        #: Domain -> its answered labels that no price list or source knows.
+        self.unpriced: dict[str, list[str]] = {}
+
+    def fields(self, domain: str, record: dict[str, Any]) -> dict[str, Any]:
+        """The deal fields (:data:`DEAL_RECORD_FIELDS`) for ``record`` (its ``status``,
+        ``label`` and ``sure``), an answer of ``domain`` (blocking: reads the price list and asks
+        plugins). Raises :class:`PriceError` for a price refused by ``strict_units``."""
+        fields: dict[str, Any] = dict.fromkeys(DEAL_RECORD_FIELDS)
+        if self.paid is None:
+            return fields
+        fields["price_paid"] = format(self.paid, "f")
+        label = record.get("label")
+        if record.get("status") != "ok" or not label:
+            return fields
+        try:
+            if domain not in self.books:
+                self.books[domain] = PriceBook(domain)
+            deal = self.books[domain].deal(label, self.paid, self.currency)
+        except TagtellerError as exc:  # e.g. a price list file without a usable header
+            fields.update(currency=self.currency, typical_known=False, deal=f"cannot check the deal: {exc}")
+            return fields
+        if deal is None:
+            unpriced = self.unpriced.setdefault(domain, [])
+            if label not in unpriced:
+                unpriced.append(label)
+            fields.update(currency=self.currency, typical_known=False, deal=no_price_text(label, self.currency))
+            return fields
+        if self.strict_units and self.currency is None:  # the range's currency is known only now
+            check_asking_price(self.paid, deal.currency, "price")
+        fields.update(deal.record(), typical_known=True, deal_position=deal.position)
+        if not record.get("sure", True):
+            fields["deal"] = f"if it is {label}: {deal.text}"
+        return fields

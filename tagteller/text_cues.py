@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import threading
+import time
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -296,14 +297,20 @@ class SecondOpinion:
     def apply(self, result: Any, source: Any) -> str | None:
         """Read ``source`` for ``result`` (a :class:`~tagteller.engine.ScanResult`) and update its
         ``text`` and ``text_match`` (and answer) in place. Returns None, or why the text could not
-        be read (the result keeps its image answer)."""
+        be read (the result keeps its image answer). The reading's milliseconds go into the
+        result's ``timing_ms`` (``text_reading``), read or not."""
+        from tagteller.engine import TEXT_READING
+
         cues = self.cues_by_domain.get(result.domain)
         if cues is None or result.error is not None:
             return None
+        started = time.perf_counter()
         try:
             reading = self.reader.read(source)
         except ImageError as exc:
             return f"text not read: {exc}"
+        finally:
+            result.timing_ms[TEXT_READING] = (time.perf_counter() - started) * 1000
         result.text = reading.text
         match = match_cues(reading.lines, cues)
         if match is not None:

@@ -64,12 +64,9 @@ def usable_domain_models(engine: Any) -> list[tuple[Any, Any]]:
             continue
         try:
             loaded = engine.load(path)
+            dom.check_model(loaded.info.domain, path)
         except ModelError as exc:
             stderr.print(f"warning: domain {dom.name!r} skipped: {exc}", markup=False)
-            continue
-        if loaded.info.domain != dom.name:
-            stderr.print(f"warning: domain {dom.name!r} skipped: its model {path} is for domain "
-                         f"{loaded.info.domain!r}", markup=False)
             continue
         usable.append((dom, loaded))
     if not usable:

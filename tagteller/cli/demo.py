@@ -48,8 +48,7 @@ def demo(
                        f"`tagteller train --domain {DOMAIN} DATA_DIR`")
         engine = default_engine()
         model = engine.load(model_path)
-        if model.info.domain != DOMAIN:
-            raise fail(f"{model_path}: this model is for domain {model.info.domain!r}, not {DOMAIN!r}")
+        domain.check_model(model.info.domain, model_path)
 
         if from_dir is not None:
             official = fashion.check_offline_copy(from_dir, note=note)

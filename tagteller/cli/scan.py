@@ -21,34 +21,6 @@ from tagteller.sources import InputProblem, describe_skipped, expand
 PROGRESS_MIN_FILES = 8
 
 
-class DealColumns:
-    """The deal-check fields added to every record when ``--price`` is given (each record is
-    checked against its own domain's prices; unknown answers and errors are not checked)."""
-
-    def __init__(self, paid: Any, currency: str | None) -> None:
-        self.books: dict[str, Any] = {}
-        self.paid = paid
-        self.currency = currency
-        self.unpriced: dict[str, list[str]] = {}  # domain -> labels without a typical price
-
-    def for_record(self, record: dict[str, Any]) -> dict[str, Any]:
-        from tagteller.prices import DEAL_FIELDS, PriceBook, deal_result_fields
-
-        extra: dict[str, Any] = dict.fromkeys(DEAL_FIELDS)
-        extra["price_paid"] = format(self.paid, "f")
-        label, domain = record.get("label"), record["domain"]
-        if record["status"] != "ok" or not label:
-            return extra
-        if domain not in self.books:
-            self.books[domain] = PriceBook(domain)
-        deal = self.books[domain].deal(label, self.paid, self.currency)
-        unpriced = self.unpriced.setdefault(domain, [])
-        if deal is None and label not in unpriced:
-            unpriced.append(label)
-        extra.update(deal_result_fields(deal, label, self.currency, record.get("sure", True)))
-        return extra
-
-
 def scan(
     paths: list[str] = typer.Argument(..., help="Image files, folders (scanned recursively) or glob patterns."),
     domain: Optional[str] = typer.Option(
@@ -153,8 +125,8 @@ def scan(
     else:
         dom, model_path = resolve_domain_and_model(domain, model)
         loaded = engine.load(model_path)
-        if dom is not None and loaded.info.domain != dom.name:
-            raise fail(f"{model_path}: this model is for domain {loaded.info.domain!r}, not {dom.name!r}")
+        if dom is not None:
+            dom.check_model(loaded.info.domain, model_path)
         thresholds = {loaded.info.domain: dom.low_confidence if dom is not None else DEFAULT_LOW_CONFIDENCE}
         results_domain, results_version = loaded.info.domain, loaded.info.model_version
 
@@ -168,7 +140,12 @@ def scan(
 
         feedback_domain = dom or plugins.get_domain(loaded.info.domain)
         correct = feedback.check_label(feedback_domain, correct, new_label)
-    deals = DealColumns(paid, currency) if paid is not None else None
+    if paid is not None:
+        from tagteller.prices import DealCheck
+
+        deals = DealCheck(paid, currency)
+    else:
+        deals = None
     opinion = text_opinion(read_text, [d for d, _loaded in usable] if any_domain else [dom], loaded.info.domain
                            if not any_domain else None)
 
@@ -180,12 +157,6 @@ def scan(
 
     def report_failure(name: str, reason: str) -> None:
         stderr.print(f"error: {name}: {reason}", markup=False)
-
-    def record_for(result: ScanResult) -> dict[str, Any]:
-        record = result_record(result, low_confidence)
-        if deals is not None:
-            record.update(deals.for_record(record))
-        return record
 
     if deals is None:
         extra_columns: tuple[str, ...] = ()
@@ -207,9 +178,9 @@ def scan(
         for problem in problems:
             failed += 1
             report_failure(problem.source, problem.reason)
-            problem_record = record_for(ScanResult(source=problem.source, error=problem.reason, domain=results_domain,
-                                                   model_version=results_version,
-                                                   alternatives=[] if any_domain else None))
+            problem_record = result_record(ScanResult.failure(problem.source, problem.reason, results_domain,
+                                                              results_version, every_domain=any_domain),
+                                           low_confidence, deals=deals)
             writer.write(problem_record)
             summary.add(problem_record, scanned=False)
         show = progress if progress is not None else (sys.stderr.isatty() and len(files) >= PROGRESS_MIN_FILES)
@@ -236,7 +207,7 @@ def scan(
             if not result.ok:
                 failed += 1
                 report_failure(result.source, result.error or "failed")
-            record = record_for(result)
+            record = result_record(result, low_confidence, deals=deals)
             writer.write(record)
             summary.add(record)
             if result.ok and feedback_domain is not None:

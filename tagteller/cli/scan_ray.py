@@ -53,8 +53,8 @@ def scan_with_ray(paths: list[str], domain: str | None, model: Path | None, top_
 
     dom, model_path = resolve_domain_and_model(domain, model)
     info = Engine(intra_threads=1, decode_workers=1).load(model_path).info
-    if dom is not None and info.domain != dom.name:
-        raise fail(f"{model_path}: this model is for domain {info.domain!r}, not {dom.name!r}")
+    if dom is not None:
+        dom.check_model(info.domain, model_path)
     plan = ScanPlan(sources=list(paths), output=str(output), model_path=Path(model_path), domain=info.domain,
                     model_version=info.model_version,
                     low_confidence=dom.low_confidence if dom is not None else DEFAULT_LOW_CONFIDENCE,

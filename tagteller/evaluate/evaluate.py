@@ -22,7 +22,7 @@ import numpy as np
 from tagteller.datasets import Dataset, Sample, stratified_split
 from tagteller.domain import Domain, Recipe
 from tagteller.engine import Engine, LoadedModel, default_engine
-from tagteller.errors import DatasetError, ModelError
+from tagteller.errors import DatasetError
 from tagteller.output import result_record
 
 SPLITS = ("all", "val")
@@ -101,8 +101,7 @@ def evaluate_dataset(
         raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     engine = engine or default_engine()
     model = engine.load(model_path)
-    if model.info.domain != domain.name:
-        raise ModelError(f"{model_path}: this model is for domain {model.info.domain!r}, not {domain.name!r}")
+    domain.check_model(model.info.domain, model_path)
     model_labels = model.info.labels
     dataset = domain.layout.load(Path(data_root), labels=model_labels)
     samples = select_samples(dataset, split, domain.recipe)

@@ -167,8 +167,8 @@ class ScanJob:
         the listed size, so that ``--resume`` knows the file as done; None for an argument)."""
         plan = self.plan
         return records_table([
-            result_record(ScanResult(source=name, error=reason, domain=plan.domain, model_version=plan.model_version),
-                          plan.low_confidence, extra={"size": size})
+            result_record(ScanResult.failure(name, reason, plan.domain, plan.model_version), plan.low_confidence,
+                          extra={"size": size})
             for name, reason, size in failures])
 
     def problem_table(self) -> pa.Table:

@@ -3,8 +3,8 @@
 - :mod:`tagteller.serve.app` builds the FastAPI application (routes, error format, page).
 - :mod:`tagteller.serve.service` owns the one engine per process and runs scans (and feedback
   filing) off the event loop with bounded concurrency.
-- :mod:`tagteller.serve.deals` reads a scan's asking price and currency and adds the deal check
-  (:func:`tagteller.prices.deal_for`) to its record.
+- :mod:`tagteller.serve.deals` reads a scan's asking price and currency and makes the request's
+  deal check (:class:`tagteller.prices.DealCheck`, which fills the record's deal fields).
 - :mod:`tagteller.serve.uploads` reads one image from a request (multipart or raw body) within
   a byte limit.
 - :mod:`tagteller.serve.errors` is the API's error type: a status code and a one-line reason.

@@ -48,7 +48,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import tagteller
 from tagteller import prices
-from tagteller.engine import Engine, default_engine
+from tagteller.engine import TEXT_READING, Engine, default_engine
 from tagteller.errors import TagtellerError
 from tagteller.output import result_record
 from tagteller.serve.deals import (
@@ -57,7 +57,8 @@ from tagteller.serve.deals import (
     MAX_PRICE_CHARS,
     PRICE_FIELD,
     check_query_price,
-    deal_fields,
+    checked_deal,
+    deal_check,
     parse_asking_price,
 )
 from tagteller.serve.errors import ApiError, error_body
@@ -252,21 +253,19 @@ def create_app(engine: Engine | None = None, max_upload_bytes: int = DEFAULT_MAX
                                                         accept_unknown)
         else:
             result, timing = await service.classify(usable[0][1], upload.data, upload.name, top_k, accept_unknown)
-        text_problem, text_ms = None, None
+        text_problem = None
         if reading and result.ok:
-            text_problem, text_ms = await service.read_text(result, upload.data, [d for d, _model in usable])
-        record = result_record(result, low_confidence=lambda name: thresholds[name], extra={
-            "top_k": top_k,
-            "price": float(asking.paid) if asking is not None else None,
-        })
-        record.update(await service.run_blocking(deal_fields, record["domain"], record, asking))
-        record["timing_ms"] = {
-            "decode_and_inference": timing.decode_and_inference_ms,
-            "waiting": timing.waiting_ms,
-            "total": round((time.perf_counter() - started) * 1000, 3),
-        }
-        if text_ms is not None:
-            record["timing_ms"]["text_reading"] = text_ms
+            text_problem = await service.read_text(result, upload.data, [d for d, _model in usable])
+        deals = deal_check(asking)
+        record = await service.run_blocking(checked_deal, lambda: result_record(
+            result, low_confidence=lambda name: thresholds[name], deals=deals,
+            extra={"top_k": top_k, "price": float(asking.paid) if asking is not None else None}))
+        steps = record["timing_ms"]  # the engine's (and the text reader's) own steps
+        steps.update(
+            decode_and_inference=round(sum(ms for step, ms in result.timing_ms.items() if step != TEXT_READING), 3),
+            waiting=timing.waiting_ms,
+            total=round((time.perf_counter() - started) * 1000, 3),
+        )
         if text_problem is not None:
             record["text_error"] = text_problem
         if not result.ok:
@@ -288,7 +287,8 @@ def create_app(engine: Engine | None = None, max_upload_bytes: int = DEFAULT_MAX
         label = _checked(prices.price_label_checker(dom), label)
         asking = parse_asking_price(price, None, currency, None)
         record = {"status": "ok", "label": label, "sure": sure}
-        fields = await service.run_blocking(deal_fields, dom.name, record, asking)
+        deals = deal_check(asking)
+        fields = await service.run_blocking(checked_deal, lambda: deals.fields(dom.name, record))
         return {"domain": dom.name, "label": label, "sure": sure,
                 "price": float(asking.paid) if asking is not None else None, **fields}
 

@@ -1,5 +1,5 @@
-"""The deal check in scan answers: reading a request's asking price and currency, and the deal
-fields a scan record carries.
+"""The deal check in scan answers: reading a request's asking price and currency, and checking
+the deal with it (:class:`tagteller.prices.DealCheck`, the one maker of deal fields).
 
 A scan request may carry ``price`` (what the user is asked to pay) and ``currency`` (an ISO 4217
 code), each as a query parameter or a multipart form field, not both. They follow the rules of
@@ -11,23 +11,24 @@ the given currency, else the typical range's; ``1.000`` EUR is ambiguous); ``cur
 with a price.
 
 Every scan record carries the fields ``tagteller scan --price`` writes into JSON records
-(:data:`tagteller.prices.DEAL_FIELDS`: ``price_paid``, ``typical_low``, ``typical_high``,
-``currency``, ``deal``, ``price_source``) plus ``typical_known`` (did the user's price list or a
-plugin price source know the label?) and ``deal_position`` (``below``/``within``/``above``). All
+(:data:`tagteller.prices.DEAL_RECORD_FIELDS`: ``price_paid``, ``typical_low``, ``typical_high``,
+``currency``, ``deal``, ``price_source``, ``typical_known`` (did the user's price list or a
+plugin price source know the label?) and ``deal_position`` (``below``/``within``/``above``)). All
 are null when no price was given. A label without a typical price is not an error:
 ``typical_known`` is false and ``deal`` says "no typical price for LABEL". A result below the
 domain's confidence threshold prefixes the deal with ``if it is LABEL: ``, as the CLI does.
+Unlike the CLI, a price with more decimals than the typical range's currency has is refused (400).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Optional
+from typing import Optional, TypeVar
 
 from tagteller.errors import TagtellerError
-from tagteller.prices import (DEAL_FIELDS, check_asking_price, deal_for, deal_result_fields, parse_amount,
-                              validate_currency)
+from tagteller.prices import DealCheck, PriceError, check_asking_price, parse_amount, validate_currency
 from tagteller.serve.errors import ApiError
 
 PRICE_FIELD = "price"
@@ -35,9 +36,7 @@ CURRENCY_FIELD = "currency"
 #: Longest price or currency text read (longer ones are refused before parsing).
 MAX_PRICE_CHARS = 32
 MAX_CURRENCY_CHARS = 16
-#: The fields a scan record has beyond :data:`tagteller.prices.DEAL_FIELDS`.
-EXTRA_DEAL_FIELDS = ("typical_known", "deal_position")
-RESPONSE_FIELDS = DEAL_FIELDS + EXTRA_DEAL_FIELDS
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -92,24 +91,18 @@ def parse_asking_price(price_query: Optional[str], price_form: Optional[str] = N
     return AskingPrice(paid=paid, currency=code)
 
 
-def deal_fields(domain: str, record: dict[str, Any], asking: Optional[AskingPrice]) -> dict[str, Any]:
-    """The deal fields for one scan record (blocking: reads the price list and asks plugins)."""
-    fields: dict[str, Any] = dict.fromkeys(RESPONSE_FIELDS)
+def deal_check(asking: Optional[AskingPrice]) -> DealCheck:
+    """The deal check of one request (every field null without a price); its prices with more
+    decimals than the typical range's currency are refused (``strict_units``)."""
     if asking is None:
-        return fields
-    fields["price_paid"] = format(asking.paid, "f")
-    label = record.get("label")
-    if record.get("status") != "ok" or not label:
-        return fields
+        return DealCheck(None)
+    return DealCheck(asking.paid, asking.currency, strict_units=True)
+
+
+def checked_deal(work: Callable[[], T]) -> T:
+    """``work()`` (a record or deal fields made with :func:`deal_check`), with a refused price as
+    a 400 (blocking: run it in a worker thread)."""
     try:
-        deal = deal_for(domain, label, asking.paid, asking.currency)
-    except TagtellerError as exc:  # e.g. a price list file without a usable header
-        fields.update(currency=asking.currency, typical_known=False, deal=f"cannot check the deal: {exc}")
-        return fields
-    if deal is not None and asking.currency is None:  # the range's currency is known only now
-        try:
-            check_asking_price(asking.paid, deal.currency, PRICE_FIELD)
-        except TagtellerError as exc:
-            raise ApiError(400, str(exc)) from None
-    fields.update(deal_result_fields(deal, label, asking.currency, record.get("sure", True)))
-    return fields
+        return work()
+    except PriceError as exc:
+        raise ApiError(400, str(exc)) from None

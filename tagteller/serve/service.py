@@ -26,7 +26,7 @@ import anyio.to_thread
 
 from tagteller import feedback, plugins
 from tagteller.engine import Engine, LoadedModel, ScanResult
-from tagteller.errors import ModelError, TagtellerError, UnknownDomainError
+from tagteller.errors import DomainMismatchError, ModelError, TagtellerError, UnknownDomainError
 from tagteller.feedback import FiledResult
 from tagteller.serve.errors import ApiError
 
@@ -42,10 +42,10 @@ def default_concurrency() -> int:
 
 @dataclass(frozen=True)
 class Timing:
-    """Milliseconds spent waiting for a free scan slot, and decoding + running the model."""
+    """Milliseconds a scan spent waiting for a free scan slot (what each step of the scan itself
+    spent is the result's ``timing_ms``, measured by the engine)."""
 
     waiting_ms: float
-    decode_and_inference_ms: float
 
 
 class ScanService:
@@ -82,11 +82,12 @@ class ScanService:
                                 f"`tagteller train --domain {domain.name} DATA_DIR`")
         try:
             loaded = self.engine.load(path)
+            domain.check_model(loaded.info.domain, path)
+        except DomainMismatchError as exc:
+            raise ApiError(503, f"the model for domain {domain.name!r} ({path.name}) was trained for "
+                                f"domain {exc.model_domain!r}") from None
         except ModelError as exc:
             raise ApiError(503, f"the model for domain {domain.name!r} cannot be used: {exc}") from None
-        if loaded.info.domain != domain.name:
-            raise ApiError(503, f"the model for domain {domain.name!r} ({path.name}) was trained for "
-                                f"domain {loaded.info.domain!r}")
         return loaded
 
     def models_for_any(self) -> list[tuple[Any, LoadedModel]]:
@@ -160,36 +161,29 @@ class ScanService:
         return await self._timed(lambda: self.engine.classify_any(models, data, top_k=top_k,
                                                                   accept_unknown=accept_unknown), name)
 
-    async def read_text(self, result: ScanResult, data: bytes, domains: list[Any]) -> tuple[str | None, float]:
+    async def read_text(self, result: ScanResult, data: bytes, domains: list[Any]) -> str | None:
         """Read the photo's text for ``result`` when its domain (one of ``domains``) declares text
-        cues (:class:`tagteller.text_cues.SecondOpinion`, updating ``result``), in a worker thread
-        within the scan limit. Returns why the text was not read (or None) and the milliseconds."""
+        cues (:class:`tagteller.text_cues.SecondOpinion`, updating ``result`` and its
+        ``timing_ms``), in a worker thread within the scan limit. Returns why the text was not
+        read, or None."""
         from tagteller.text_cues import SecondOpinion, TextReader
 
         if self._reader is None:
             self._reader = TextReader()
         opinion = SecondOpinion({d.name: d.text_cues for d in domains if d.text_cues is not None}, self._reader)
-
-        def work() -> tuple[str | None, float]:
-            start = time.perf_counter()
-            problem = opinion.apply(result, data)
-            return problem, round((time.perf_counter() - start) * 1000, 3)
-
-        return await anyio.to_thread.run_sync(work, limiter=self._scan_limiter())
+        return await anyio.to_thread.run_sync(opinion.apply, result, data, limiter=self._scan_limiter())
 
     async def _timed(self, scan: Any, name: str) -> tuple[ScanResult, Timing]:
-        """Run ``scan()`` in a worker thread within the scan limit, timing the wait and the work."""
+        """Run ``scan()`` in a worker thread within the scan limit, timing the wait for a slot."""
         queued = time.perf_counter()
 
-        def work() -> tuple[ScanResult, float, float]:
-            start = time.perf_counter()
-            result = scan()
-            return result, start, time.perf_counter()
+        def work() -> tuple[ScanResult, float]:
+            waited = time.perf_counter() - queued
+            return scan(), waited
 
-        result, start, end = await anyio.to_thread.run_sync(work, limiter=self._scan_limiter())
+        result, waited = await anyio.to_thread.run_sync(work, limiter=self._scan_limiter())
         result.source = name
-        return result, Timing(waiting_ms=round((start - queued) * 1000, 3),
-                              decode_and_inference_ms=round((end - start) * 1000, 3))
+        return result, Timing(waiting_ms=round(waited * 1000, 3))
 
     async def file_feedback(self, domain: Any, data: bytes, label: str, new_label: bool) -> FiledResult:
         """File ``data`` under ``label`` in the domain's feedback inbox, in a worker thread within
