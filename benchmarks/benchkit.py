@@ -448,7 +448,8 @@ def _build_model(out: Path, quick: bool) -> None:
     from tagteller.train.backbones import WeightsChoice, WeightsUnavailableError, resolve_weights
     from tagteller.train.export import parity_check, quantize_int8, to_onnx, write_model_file
     from tagteller.train.model import build_classifier, compile_model, save_checkpoint, set_unfrozen
-    from tagteller.train.pipeline import decode_samples, training_dataset
+    from tagteller.sample_decoding import decode_samples
+    from tagteller.train.pipeline import training_dataset
 
     started = time.perf_counter()
     domain = plugins.get_domain(DOMAIN)
@@ -516,7 +517,7 @@ def _quantize(model: Path, out: Path, quick: bool) -> None:
     info = read_model_info(model)
     split = shoes_split(quick)
     if split is not None:
-        from tagteller.train.pipeline import decode_samples
+        from tagteller.sample_decoding import decode_samples
 
         index = {label: i for i, label in enumerate(info.labels)}
         train = [s for s in split[0] if s.label in index][:INT8_CALIBRATION_IMAGES]

@@ -61,7 +61,7 @@ def model_outputs(model, samples, index, cache: Path):
     the model file's SHA-256 and the sample keys)."""
     from tagteller.evaluate.evaluate import keys_sha256
     from tagteller.taught import model_sha256
-    from tagteller.train.pipeline import decode_samples
+    from tagteller.sample_decoding import decode_samples
 
     key = f"{model_sha256(model)[:16]}-{keys_sha256([s.key for s in samples])[:16]}.npz"
     path = cache / key

@@ -79,7 +79,8 @@ def main() -> int:
     from tagteller import plugins
     from tagteller.datasets import FolderLayout
     from tagteller.train.model import compile_model, load_checkpoint, set_unfrozen
-    from tagteller.train.pipeline import decode_samples, training_dataset
+    from tagteller.sample_decoding import decode_samples
+    from tagteller.train.pipeline import training_dataset
 
     domain = plugins.get_domain(benchkit.DOMAIN)
     recipe = domain.recipe

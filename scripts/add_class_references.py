@@ -33,7 +33,7 @@ def validation_embeddings(domain, data: Path, model_path: Path, log) -> tuple[np
     """The model's embeddings of the domain's validation images, their class indices, and the
     loaded model; the split is checked against the one the model records (when it does)."""
     from tagteller.engine import Engine
-    from tagteller.train.pipeline import decode_samples
+    from tagteller.sample_decoding import decode_samples
     from tagteller.train.trainer import prepare_data
 
     model = Engine().load(model_path)

@@ -6,9 +6,9 @@
 
 For a model whose Keras checkpoint is gone (``tagteller export --data`` does the same from a
 checkpoint), or to refit a model that has them already (its added nodes are stripped first:
-:func:`tagteller.train.open_set.strip_open_set`; an int8 model keeps its int8 network): the domain's validation split (its recipe's seed) fits the temperature and sets the
+:func:`tagteller.openset_graph.strip_open_set`; an int8 model keeps its int8 network): the domain's validation split (its recipe's seed) fits the temperature and sets the
 threshold, up to 1,000 training images stand for the domain in the gate, and the unknown images
-come from ``--unknown-data`` plus generated ones (:mod:`tagteller.train.open_set`). The network's
+come from ``--unknown-data`` plus generated ones (:mod:`tagteller.openset_graph`). The network's
 top-1 answers are unchanged (checked); the file is replaced atomically.
 """
 
@@ -40,9 +40,9 @@ def main() -> int:
     from tagteller.engine import Engine
     from tagteller.modelfile import parse_metadata
     from tagteller.train.export import INT8_MAX_DROP, half_precision_weights, write_model_file
-    from tagteller.train.install import measure_model
-    from tagteller.train.open_set import OOD_OUTPUT, add_open_set, find_heads, strip_open_set
-    from tagteller.train.pipeline import decode_samples
+    from tagteller.evaluate.measure import measure_model
+    from tagteller.openset_graph import OOD_OUTPUT, add_open_set, find_heads, strip_open_set
+    from tagteller.sample_decoding import decode_samples
     from tagteller.train.trainer import GATE_OWN_IMAGES, open_set_data, prepare_data
 
     def log(text: str) -> None:

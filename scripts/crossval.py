@@ -38,7 +38,7 @@ def main() -> int:
     args = parser.parse_args()
 
     os.environ.setdefault("TAGTELLER_HOME", tempfile.mkdtemp(prefix="tagteller-crossval-"))
-    from tagteller import plugins
+    from tagteller import plugins, runs
     from tagteller.domain import Phase
     from tagteller.train.trainer import TrainOptions, train_domain
 
@@ -66,7 +66,7 @@ def main() -> int:
         m = result.metrics
         rows.append({"seed": seed, "val_accuracy": m.get("val_accuracy"), "macro_f1": m.get("macro_f1"),
                      "per_class_recall": m.get("per_class_recall"), "val_count": m.get("val_count"),
-                     "epochs": len((json.loads((result.run_dir / "history.json").read_text()).get("epochs") or [])),
+                     "epochs": len(runs.read_history(result.run_dir / runs.HISTORY).get("epochs") or []),
                      "seconds": round(time.monotonic() - started, 1)})
         print(json.dumps(rows[-1]), flush=True)
     accuracies = np.array([row["val_accuracy"] for row in rows], dtype=float)

@@ -12,7 +12,8 @@ Owns what ``tagteller demo`` does below the command line:
   model's own validation split of the training set (never trained on), in the same idx format,
   which the demo scans when the official split cannot be downloaded, saying so;
 - scanning the images with a model through the shared engine, exactly as ``tagteller scan`` does,
-  and scoring the answers: accuracy, per-class recall and precision, macro-F1, images per second.
+  and scoring the answers (:func:`tagteller.evaluate.measure.measure`, the one measuring
+  function): accuracy, per-class recall and precision, macro-F1, images per second.
 
 pooch (and requests, which it uses) is imported only when something has to be downloaded.
 """
@@ -31,6 +32,7 @@ import numpy as np
 
 from tagteller.datasets import IdxLayout
 from tagteller.errors import DatasetError, TagtellerError
+from tagteller.evaluate import metrics
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from rich.progress import Progress
@@ -244,36 +246,29 @@ def check_offline_copy(folder: Path, note: Note | None = None) -> bool:
 # -- scoring ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ClassScore:
-    """How one class fared: images of it, how many were found, and how often a guess of it was right."""
+    """How one class fared: images of it, how many were found, how many guesses named it, and
+    recall and precision (None where nothing was there to divide by)."""
 
     label: str
     count: int
     correct: int
     predicted: int
-
-    @property
-    def recall(self) -> float | None:
-        return self.correct / self.count if self.count else None
-
-    @property
-    def precision(self) -> float | None:
-        return self.correct / self.predicted if self.predicted else None
-
-    @property
-    def f1(self) -> float | None:
-        if self.count == 0 and self.predicted == 0:
-            return None
-        denominator = self.count + self.predicted
-        return 2 * self.correct / denominator if denominator else 0.0
+    recall: float | None
+    precision: float | None
 
 
 @dataclass
 class DemoResult:
-    """The scores of one demo run and what produced them."""
+    """The scores of one demo run and what produced them.
+
+    ``scores`` covers every image, one that failed to scan counted as a wrong answer, over the
+    model's labels (``scored_labels``); ``classes`` reports the split's own ``labels``, in idx
+    label-number order.
+    """
 
     labels: tuple[str, ...]
-    truth: list[int]
-    predicted: list[int]  # -1 where the image failed to scan
+    scored_labels: tuple[str, ...]
+    scores: metrics.Scores
     failures: list[tuple[str, str]]
     seconds: float
     batch_size: int
@@ -286,33 +281,32 @@ class DemoResult:
     classes: list[ClassScore] = field(init=False)
 
     def __post_init__(self) -> None:
-        truth = np.asarray(self.truth, dtype=np.int64)
-        pred = np.asarray(self.predicted, dtype=np.int64)
-        k = len(self.labels)
-        counts = np.bincount(truth, minlength=k)
-        predicted = np.bincount(pred[pred >= 0], minlength=k)
-        correct = np.bincount(truth[truth == pred], minlength=k)
-        self.classes = [ClassScore(label, int(counts[i]), int(correct[i]), int(predicted[i]))
-                        for i, label in enumerate(self.labels)]
+        c = self.scores.classes
+        self.classes = []
+        for label in self.labels:
+            i = self.scored_labels.index(label)
+            count, predicted = int(c.support[i]), int(c.predicted[i])
+            self.classes.append(ClassScore(label, count, int(self.scores.confusion[i, i]), predicted,
+                                           float(c.recall[i]) if count else None,
+                                           float(c.precision[i]) if predicted else None))
 
     @property
     def total(self) -> int:
-        return len(self.truth)
+        return self.scores.count
 
     @property
     def correct(self) -> int:
-        return sum(c.correct for c in self.classes)
+        return self.scores.correct
 
     @property
     def accuracy(self) -> float:
         """Right answers over all images (an image that failed to scan counts as wrong)."""
-        return self.correct / self.total if self.total else 0.0
+        return self.scores.accuracy
 
     @property
     def macro_f1(self) -> float:
-        """Mean F1 over the classes present in the data."""
-        scores = [c.f1 for c in self.classes if c.count and c.f1 is not None]
-        return float(np.mean(scores)) if scores else 0.0
+        """Mean F1 over the classes in the truth or the answers (:mod:`tagteller.evaluate.metrics`)."""
+        return self.scores.macro_f1
 
     @property
     def images_per_second(self) -> float:
@@ -366,28 +360,21 @@ def score_model(engine: Engine, model: LoadedModel, folder: Path, labels: Sequen
     called once the ``n`` images are read, ``on_result`` after each one is scanned. The clock covers
     reading the files, preprocessing and inference: wall time, end to end.
     """
+    from tagteller.evaluate.measure import measure
+
     missing = sorted(set(labels) - set(model.info.labels))
     if missing:
         raise TagtellerError(f"{model.path}: the model does not know the classes {', '.join(missing)}")
-    position = {label: i for i, label in enumerate(labels)}
     started = time.perf_counter()
     images, truth = load_test_split(folder, labels, limit)
     if on_start is not None:
         on_start(len(images))
-    predicted: list[int] = []
-    failures: list[tuple[str, str]] = []
-    names = (f"t10k:{i}" for i in range(len(images)))
-    for result in engine.scan(model, images, top_k=1, batch_size=batch_size, names=names):
-        top = result.top
-        if result.ok and top is not None:
-            predicted.append(position.get(top.label, -1))
-        else:
-            predicted.append(-1)
-            failures.append((result.source, result.error or "failed"))
-        if on_result is not None:
-            on_result(result)
+    measured = measure(engine, model, images, [labels[t] for t in truth],
+                       names=(f"t10k:{i}" for i in range(len(images))), batch_size=batch_size, on_result=on_result)
+    failures = [(r.source, r.error or "failed") for r in measured.results if not measured.answered[r.index]]
     seconds = time.perf_counter() - started
-    return DemoResult(labels=tuple(labels), truth=truth, predicted=predicted, failures=failures,
+    return DemoResult(labels=tuple(labels), scored_labels=measured.labels,
+                      scores=measured.scores(failures_count_as_wrong=True), failures=failures,
                       seconds=seconds, batch_size=batch_size, **provenance)
 
 

@@ -6,8 +6,9 @@ numpy only (the training side fits with it, the tests and benchmarks measure wit
 - :func:`fit_temperature`: the temperature T that minimises the negative log-likelihood of the
   validation labels under ``softmax(logits / T)`` (Guo et al. 2017), by a log-spaced search
   refined around its best point (a one-parameter convex problem: no optimiser needed).
-- :func:`expected_calibration_error`: ECE with equal-width confidence bins;
-  :func:`ece_noise_floor`: what a perfectly calibrated model would still score on so few images.
+- calibration error: :func:`tagteller.evaluate.metrics.top1_calibration_error` (the ECE of
+  ``tagteller evaluate``) with :data:`ECE_BINS` equal-width confidence bins; :func:`cross_fitted_ece`
+  on halves; :func:`ece_noise_floor`: what a perfectly calibrated model would still score on so few images.
 - :func:`fit_gate`: balanced, L2-regularised logistic regression telling the domain's own
   (training) images from unknown ones, on L2-normalised penultimate features (outlier exposure,
   Hendrycks et al. 2019). Its probability of "unknown" is the model's ``ood_score``.
@@ -23,6 +24,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from tagteller.evaluate import metrics
 
 ECE_BINS = 15
 FALSE_REJECTION = 0.05
@@ -58,28 +61,11 @@ def fit_temperature(branches: list[np.ndarray], labels: np.ndarray) -> float:
     return float(fine[int(np.argmin(losses))])
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Sum over confidence bins of (share of images) x |accuracy - mean confidence|."""
-    p = np.asarray(probabilities, np.float64)
-    labels = np.asarray(labels, int)
-    if len(labels) == 0:
-        return 0.0
-    confidence = p.max(axis=1)
-    correct = (p.argmax(axis=1) == labels).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            total += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
-    return float(total)
-
-
 def cross_fitted_ece(branches: list[np.ndarray], labels: np.ndarray, seed: int = 0) -> float:
     """ECE of temperature scaling on images it was not fitted on: two random halves, each
     scaled with the temperature fitted on the other, the two ECEs averaged."""
-    return _on_cross_fitted_halves(branches, labels, seed, expected_calibration_error)
+    return _on_cross_fitted_halves(branches, labels, seed,
+                                   lambda p, y: metrics.top1_calibration_error(p, y, ECE_BINS))
 
 
 def _on_cross_fitted_halves(branches: list[np.ndarray], labels: np.ndarray, seed: int, measure) -> float:
@@ -107,13 +93,10 @@ def ece_noise_floor(confidence: np.ndarray, bins: int = ECE_BINS, draws: int = 2
     if len(c) == 0:
         return 0.0
     rng = np.random.default_rng(seed)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(c, edges[1:-1], right=True), 0, bins - 1)
     total = 0.0
     for _ in range(draws):
-        correct = (rng.random(len(c)) < c).astype(np.float64)
-        total += sum((which == b).mean() * abs(correct[which == b].mean() - c[which == b].mean())
-                     for b in range(bins) if (which == b).any())
+        correct = rng.random(len(c)) < c
+        total += metrics.expected_calibration_error(metrics.calibration_bins(c, correct, bins))
     return float(total / draws)
 
 

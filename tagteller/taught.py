@@ -1,7 +1,7 @@
 """Taught labels: new labels added from a handful of photos, scored on the model's embedding.
 
 ``tagteller teach --domain D LABEL PHOTO...`` stores the photos and their embeddings (the model's
-``embedding`` output: L2-normalised penultimate features, see :mod:`tagteller.train.open_set`);
+``embedding`` output: L2-normalised penultimate features, see :mod:`tagteller.openset_graph`);
 the engine then scores each taught label beside the model's own classes. No retraining, no
 TensorFlow: numpy, Pillow and onnxruntime only.
 

@@ -354,3 +354,14 @@ def test_download_goes_through_pooch(monkeypatch, tmp_path):
     FakeMirror(upstream).install(monkeypatch)
     demo.cached_test_split(tmp_path / "cache")
     assert [known for _, known in calls] == [f"md5:{f.md5}" for f in demo.OFFICIAL_FILES]
+
+
+def test_demo_macro_f1_is_the_standard_one(tmp_path, model):
+    """Over the classes in the truth or the answers, as scikit-learn and ``tagteller evaluate``."""
+    from sklearn.metrics import f1_score
+
+    images, labels = make_split(seed=5)
+    folder = write_split(tmp_path / "offline", images, labels)
+    report = json.loads(run("--from", str(folder), "--json").stdout)
+    expected = hand_predictions(images)
+    assert report["macro_f1"] == pytest.approx(f1_score(labels, expected, average="macro"), abs=1e-6)

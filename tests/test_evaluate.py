@@ -324,3 +324,23 @@ def test_scan_side_never_imports_matplotlib():
             "print('matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_evaluate_and_the_install_measurement_agree_with_sklearn(colours_data):
+    """``tagteller evaluate`` and training's install decision measure through one function: the
+    same figures on the same images, scikit-learn's macro-F1 (undecodable images left out)."""
+    from sklearn.metrics import f1_score
+
+    from tagteller.evaluate.measure import measure_model
+
+    root, model = colours_data
+    domain = Domain(name="colours", description="test", labels=LABELS, recipe=RECIPE)
+    evaluation = evaluate_dataset(domain, root, model, split="all", engine=Engine(intra_threads=1))
+    report = evaluation_report(evaluation)
+    measurement = measure_model(model, FolderLayout().load(root, labels=LABELS).samples, Engine(intra_threads=1))
+    true = [LABELS.index(key.split("/")[0]) for key in IMAGES]
+    predicted = [int(np.argmax(colour)) for colour in IMAGES.values()]  # logits are 0.1 * colour
+    assert report["accuracy"] == measurement.accuracy == pytest.approx(np.mean(np.equal(true, predicted)))
+    assert report["macro_avg"]["f1"] == measurement.macro_f1 == pytest.approx(f1_score(true, predicted, average="macro"))
+    assert report["confusion_matrix"]["counts"] == measurement.confusion
+    assert sorted(k for k, _ in measurement.failures) == sorted(BROKEN)

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from tagteller.evaluate.report import load_history, write_training_report
+from tagteller.evaluate.report import write_training_report
+from tagteller.runs import load_history
 from tagteller.paths import runs_dir
 
 

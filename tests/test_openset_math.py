@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tagteller import openset
+from tagteller.evaluate import metrics
 
 
 def test_ece_matches_a_hand_worked_case():
@@ -14,8 +15,8 @@ def test_ece_matches_a_hand_worked_case():
     p = np.array([[0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [0.6, 0.4]])
     labels = np.array([0, 0, 0, 0])
     # bin 0.9: accuracy 2/3, confidence 0.9 -> 3/4 * 0.2333; bin 0.6: 1/4 * |1 - 0.6|
-    assert openset.expected_calibration_error(p, labels) == pytest.approx(0.75 * (0.9 - 2 / 3) + 0.25 * 0.4)
-    assert openset.expected_calibration_error(np.eye(3), np.arange(3)) == 0.0
+    assert metrics.top1_calibration_error(p, labels, n_bins=openset.ECE_BINS) == pytest.approx(0.75 * (0.9 - 2 / 3) + 0.25 * 0.4)
+    assert metrics.top1_calibration_error(np.eye(3), np.arange(3), n_bins=openset.ECE_BINS) == 0.0
 
 
 def test_temperature_recovers_the_one_that_made_the_labels():
@@ -26,9 +27,9 @@ def test_temperature_recovers_the_one_that_made_the_labels():
     labels = np.array([rng.choice(4, p=row) for row in p])
     fitted = openset.fit_temperature([logits], labels)
     assert fitted == pytest.approx(true_t, rel=0.1)
-    assert openset.expected_calibration_error(openset.averaged_probabilities([logits], fitted), labels) < 0.03
+    assert metrics.top1_calibration_error(openset.averaged_probabilities([logits], fitted), labels, n_bins=openset.ECE_BINS) < 0.03
     assert openset.cross_fitted_ece([logits], labels) < 0.04
-    assert openset.expected_calibration_error(openset.softmax(logits), labels) > 0.1  # overconfident at T=1
+    assert metrics.top1_calibration_error(openset.softmax(logits), labels, n_bins=openset.ECE_BINS) > 0.1  # overconfident at T=1
 
 
 def test_gate_separates_like_sklearn_logistic_regression():
@@ -67,7 +68,7 @@ def test_rewrite_adds_a_calibrated_softmax_a_score_and_an_embedding():
     pytest.importorskip("onnx")
     import onnxruntime as ort
 
-    from tagteller.train.open_set import add_open_set, find_heads
+    from tagteller.openset_graph import add_open_set, find_heads
     from tests.builders import colour_graph
 
     proto = colour_graph(("red", "green", "blue"), size=(8, 8))
@@ -95,7 +96,7 @@ def test_strip_open_set_gives_back_the_network_and_a_refit_matches_a_first_fit()
     pytest.importorskip("onnx")
     import onnxruntime as ort
 
-    from tagteller.train.open_set import add_open_set, strip_open_set
+    from tagteller.openset_graph import add_open_set, strip_open_set
     from tests.builders import colour_graph
 
     proto = colour_graph(("red", "green", "blue"), size=(8, 8))
@@ -153,5 +154,5 @@ def test_ece_noise_floor_is_what_a_calibrated_model_scores_and_shrinks_with_more
         correct = rng.random(60) < small
         probs = np.stack([small, 1 - small], axis=1)
         labels = np.where(correct, 0, 1)
-        scores.append(openset.expected_calibration_error(probs, labels))
+        scores.append(metrics.top1_calibration_error(probs, labels, n_bins=openset.ECE_BINS))
     assert np.mean(scores) == pytest.approx(floor_small, rel=0.25)

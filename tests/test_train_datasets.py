@@ -129,7 +129,7 @@ def register(*domains: Domain) -> None:
 # -- data check (no tensorflow) ---------------------------------------------------------------
 
 def test_data_check_reports_counts_duplicates_and_unreadable_files(tmp_path):
-    from tagteller.train.datacheck import check_dataset, report_lines
+    from tagteller.datacheck import check_dataset, report_lines
 
     root = make_folder_dataset(tmp_path / "data", per_class=6, problems=True)
     report = check_dataset(colours_domain(), root)
@@ -164,7 +164,7 @@ def test_data_check_command(tmp_path):
 
 
 def test_data_check_idx_finds_duplicate_arrays(tmp_path):
-    from tagteller.train.datacheck import check_dataset
+    from tagteller.datacheck import check_dataset
 
     root = make_idx_dataset(tmp_path / "idx", per_class=5)
     images_path = root / "train-images-idx3-ubyte.gz"
@@ -201,7 +201,7 @@ def test_csv_split_keeps_groups_together(tmp_path):
 @requires_tf
 def test_decode_uses_the_engines_pixels_and_skips_unreadable(tmp_path):
     from tagteller.imaging import prepare
-    from tagteller.train.pipeline import decode_samples
+    from tagteller.sample_decoding import decode_samples
 
     root = make_folder_dataset(tmp_path / "data", per_class=3, problems=True)
     dataset = FolderLayout().load(root, LABELS)
@@ -217,7 +217,8 @@ def test_decode_uses_the_engines_pixels_and_skips_unreadable(tmp_path):
 
 @requires_tf
 def test_training_batches_are_augmented_pixels_with_one_hot_labels(tmp_path):
-    from tagteller.train.pipeline import DecodedImages, evaluation_dataset, training_dataset
+    from tagteller.sample_decoding import DecodedImages
+    from tagteller.train.pipeline import evaluation_dataset, training_dataset
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (20, 16, 16, 3), dtype=np.uint8)

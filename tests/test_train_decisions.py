@@ -1,6 +1,6 @@
 """Stopping decisions on scripted histories: the policy, phase caps, limits, prompts, Ctrl-C.
 
-Pure Python: :class:`tagteller.train.decisions.EpochDirector` is driven epoch by epoch with
+Pure Python: :class:`tagteller.epoch_decisions.EpochDirector` is driven epoch by epoch with
 scripted validation accuracies and a fake clock; no tensorflow is needed.
 """
 
@@ -14,8 +14,8 @@ from rich.console import Console
 
 from tagteller import Phase, TargetPlateauPolicy
 from tagteller.stopping import Decision, EpochRecord
-from tagteller.train.decisions import EpochDirector, Limits
-from tagteller.train.prompt import ConsolePrompter, NeverAsk, UserChoice, choose_prompter
+from tagteller.epoch_decisions import EpochDirector, Limits
+from tagteller.training_prompt import ConsolePrompter, NeverAsk, UserChoice, choose_prompter
 
 PHASES = (Phase("head", 0, 1e-3, epochs=10), Phase("top", 2, 1e-4, epochs=10))
 

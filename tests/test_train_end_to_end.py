@@ -94,7 +94,8 @@ def test_the_run_installs_a_model_and_reports_what_it_skipped(trained):
 
 def test_history_follows_the_run_history_contract(trained):
     from tagteller.evaluate.evaluate import keys_sha256
-    from tagteller.evaluate.report import load_history, training_summary
+    from tagteller.evaluate.report import training_summary
+    from tagteller.runs import load_history
 
     history = trained.history()
     assert CONTRACT_KEYS <= set(history)
@@ -265,7 +266,7 @@ def test_resume_starts_from_the_best_earlier_model(trained, isolated_home):
     fresh = train_domain(colours_domain(), TrainOptions(data=trained.data, epochs=1, fresh=True), log=lambda _: None)
     assert "resumed_from" not in json.loads((fresh.run_dir / "history.json").read_text())
     # only runs with the same labels, backbone, input size and preprocessing are resumed from
-    from tagteller.train.runs import resume_candidates
+    from tagteller.runs import resume_candidates
 
     found, _ = resume_candidates("colours", LABELS, tiny_recipe())
     assert [r.run_id for r in found][0] in {trained.run_dir.name, second.run_dir.name, fresh.run_dir.name}
@@ -277,7 +278,7 @@ def test_resume_starts_from_the_best_earlier_model(trained, isolated_home):
 
 
 def test_installs_only_when_better_unless_forced(trained, isolated_home):
-    from tagteller.train.install import measure_model
+    from tagteller.evaluate.measure import measure_model
     from tagteller.train.trainer import TrainOptions, train_domain
 
     target = installed_model_path("colours")

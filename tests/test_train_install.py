@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from tagteller.datasets import Sample
-from tagteller.train.install import decide_install, install_model, measure_model
+from tagteller.evaluate.measure import measure_model
+from tagteller.install import decide_install, install_model
 from tests.builders import colour_model, solid_image
 
 COLOURS = {"red": (230, 20, 20), "green": (20, 230, 20), "blue": (20, 20, 230)}

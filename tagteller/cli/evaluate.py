@@ -134,23 +134,6 @@ def evaluate(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _latest_run(domain: str) -> Path:
-    from tagteller import plugins
-    from tagteller.errors import TagtellerError
-    from tagteller.paths import runs_dir
-
-    plugins.get_domain(domain)
-    folder = runs_dir(domain)
-    pointer = folder / "latest"
-    try:
-        run_id = pointer.read_text(encoding="utf-8").strip()
-    except OSError:
-        raise TagtellerError(f"{pointer}: no training run recorded for domain {domain!r}") from None
-    if not run_id or Path(run_id).name != run_id or run_id in (".", ".."):
-        raise TagtellerError(f"{pointer}: does not hold a run id ({run_id[:40]!r})")
-    return folder / run_id
-
-
 def report(
     run_dir: Optional[Path] = typer.Argument(None, help="A training run folder (holding history.json)."),
     domain: Optional[str] = typer.Option(None, "--domain", "-d", help="Use this domain's latest run instead of RUN_DIR."),
@@ -165,7 +148,11 @@ def report(
     if run_dir is None and domain is None:
         raise fail("pass RUN_DIR, or --domain NAME for that domain's latest run")
     if run_dir is None:
-        run_dir = _latest_run(domain)  # type: ignore[arg-type]
+        from tagteller import plugins
+        from tagteller.runs import latest_run
+
+        plugins.get_domain(domain)  # type: ignore[arg-type]
+        run_dir = latest_run(domain)  # type: ignore[arg-type]
     summary = write_training_report(run_dir, out)
     if as_json:
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))

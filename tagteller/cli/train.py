@@ -74,9 +74,9 @@ def train(
     """
     _need_tensorflow("train")
     from tagteller import plugins
-    from tagteller.train.prompt import choose_prompter
     from tagteller.train.trainer import train_domain
     from tagteller.training_config import TrainOptions, parse_param
+    from tagteller.training_prompt import choose_prompter
 
     dom = plugins.get_domain(domain)
     misplaced = install_target_warning(dom, install_to)
@@ -138,7 +138,7 @@ def data_check(
     """
     from tagteller import plugins
     from tagteller.cli import EXIT_FAILED
-    from tagteller.train.datacheck import check_dataset, report_lines
+    from tagteller.datacheck import check_dataset, report_lines
 
     report = check_dataset(plugins.get_domain(domain), data, decode=decode)
     if as_json:

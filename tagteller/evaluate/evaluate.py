@@ -1,4 +1,5 @@
-"""Running a model over a labelled dataset through the same engine as ``tagteller scan``.
+"""Running a model over a labelled dataset through the same engine as ``tagteller scan``
+(:func:`tagteller.evaluate.measure.measure`, the one measuring function).
 
 The dataset is read with the domain's own layout (``domain.layout.load``), so any layout a domain
 supports can be evaluated. ``split="val"`` keeps only the validation side of
@@ -11,7 +12,6 @@ carries on.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +21,10 @@ import numpy as np
 
 from tagteller.datasets import Dataset, Sample, stratified_split
 from tagteller.domain import Domain, Recipe
-from tagteller.engine import Engine, LoadedModel, default_engine
+from tagteller.engine import Engine, LoadedModel, ScanResult, default_engine
 from tagteller.errors import DatasetError
+from tagteller.evaluate import metrics
+from tagteller.evaluate.measure import measure
 from tagteller.output import result_record
 
 SPLITS = ("all", "val")
@@ -75,6 +77,10 @@ class Evaluation:
     def confidence(self) -> np.ndarray:
         return self.probs.max(axis=1) if len(self.probs) else np.zeros(0)
 
+    def scores(self) -> metrics.Scores:
+        """Accuracy, confusion matrix, per-class scores and averages of the decoded images."""
+        return metrics.score(self.true, self.predicted, len(self.labels))
+
     @property
     def labels_not_in_model(self) -> tuple[str, ...]:
         return self.labels[len(self.model.info.labels):]
@@ -105,46 +111,35 @@ def evaluate_dataset(
     model_labels = model.info.labels
     dataset = domain.layout.load(Path(data_root), labels=model_labels)
     samples = select_samples(dataset, split, domain.recipe)
-    labels = tuple(model_labels) + tuple(label for label in dataset.labels if label not in model_labels)
-    index = {label: i for i, label in enumerate(labels)}
+    done = 0
 
-    started = time.perf_counter()
-    rows: list[np.ndarray] = []
-    evaluated: list[Sample] = []
-    failures: list[tuple[Sample, str]] = []
-    records: list[dict[str, Any]] = []
-    results = engine.scan(model, [s.source for s in samples], top_k=len(model_labels),
-                          batch_size=batch_size, names=[s.key for s in samples])
-    for result in results:
-        sample = samples[result.index]
-        if result.ok:
-            row = np.zeros(len(labels), dtype=np.float64)
-            for p in result.predictions:
-                row[index[p.label]] = p.probability
-            rows.append(row)
-            evaluated.append(sample)
-            correct = result.top is not None and result.top.label == sample.label
-        else:
-            failures.append((sample, result.error or "failed"))
-            correct = None
-        records.append(result_record(result, domain.low_confidence,
-                                     extra={"true_label": sample.label, "correct": correct}))
+    def progress(_result: ScanResult) -> None:
+        nonlocal done
+        done += 1
         if on_result is not None:
-            on_result(len(records), len(samples))
-    wall = time.perf_counter() - started
-    probs = np.stack(rows) if rows else np.zeros((0, len(labels)))
-    true = np.array([index[s.label] for s in evaluated], dtype=np.int64)
+            on_result(done, len(samples))
+
+    measured = measure(engine, model, [s.source for s in samples], [s.label for s in samples],
+                       names=[s.key for s in samples], label_order=dataset.labels, top_k=len(model_labels),
+                       batch_size=batch_size, on_result=progress)
+    answered = measured.answered
+    evaluated = [s for s, ok in zip(samples, answered) if ok]
+    failures = [(samples[r.index], r.error or "failed") for r in measured.results if not answered[r.index]]
+    records = [result_record(r, domain.low_confidence, extra={
+        "true_label": samples[r.index].label,
+        "correct": bool(measured.predicted[r.index] == measured.true[r.index]) if answered[r.index] else None})
+        for r in measured.results]
     return Evaluation(
         domain=domain,
         model=model,
         dataset=dataset,
         split=split,
-        labels=labels,
+        labels=measured.labels,
         evaluated=evaluated,
-        true=true,
-        probs=probs,
+        true=measured.true[answered],
+        probs=measured.probs[answered],
         failures=failures,
         records=records,
         data_fingerprint=dataset.fingerprint(),
-        wall_time_s=wall,
+        wall_time_s=measured.wall_time_s,
     )

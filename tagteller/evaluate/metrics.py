@@ -5,8 +5,11 @@ Conventions, the same as scikit-learn's where it has one:
 - the prediction is the most probable class, ties going to the lower index (as
   :func:`tagteller.engine.top_predictions` and ``numpy.argmax`` do);
 - a precision, recall or F1 whose denominator is zero is 0;
-- macro averages are over the classes that occur in the truth or in the predictions; weighted
-  averages weight each class by its support (number of true samples);
+- macro averages are over the classes that occur in the truth or in the predictions (scikit-learn's
+  ``f1_score(average="macro")``, the one macro-F1 of tagteller); weighted averages weight each
+  class by its support (number of true samples);
+- a prediction of :data:`NO_ANSWER` (an image that failed to scan, where it must count) is wrong:
+  it is in its true class's support and no class's predictions;
 - top-k: the true class is among the ``k`` most probable, ties ordered as for the prediction;
 - expected calibration error (Guo et al., 2017): the top-1 confidences fall into ``n_bins``
   equal-width bins ``(lower, upper]`` (the first also takes 0), and
@@ -20,6 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+#: The predicted index of a sample that got no answer (it failed to scan).
+NO_ANSWER = -1
 
 
 def confusion_matrix(true: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
@@ -58,11 +64,12 @@ class ClassScores:
         return (self.support > 0) | (self.predicted > 0)
 
 
-def class_scores(cm: np.ndarray) -> ClassScores:
-    """Precision, recall, F1, support and prediction counts per class from a confusion matrix."""
+def class_scores(cm: np.ndarray, support: np.ndarray | None = None) -> ClassScores:
+    """Precision, recall, F1, support and prediction counts per class from a confusion matrix
+    (``support``: true samples per class, when some of them are not in ``cm``: no answer)."""
     cm = np.asarray(cm, dtype=np.int64)
     hits = np.diag(cm)
-    support = cm.sum(axis=1)
+    support = cm.sum(axis=1) if support is None else np.asarray(support, dtype=np.int64)
     predicted = cm.sum(axis=0)
     precision = _ratio(hits, predicted)
     recall = _ratio(hits, support)
@@ -82,6 +89,42 @@ def averages(scores: ClassScores) -> dict[str, dict[str, float]]:
     out["macro"]["support"] = total
     out["weighted"]["support"] = total
     return out
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The figures of one set of answers: accuracy, the confusion matrix of the answered samples,
+    per-class scores, and the macro and weighted averages."""
+
+    accuracy: float
+    confusion: np.ndarray
+    classes: ClassScores
+    macro: dict[str, float]
+    weighted: dict[str, float]
+    count: int  # samples scored
+
+    @property
+    def macro_f1(self) -> float:
+        return self.macro["f1"]
+
+    @property
+    def correct(self) -> int:
+        return int(np.diag(self.confusion).sum())
+
+
+def score(true: np.ndarray, predicted: np.ndarray, n_classes: int) -> Scores:
+    """Score ``predicted`` against ``true`` (class indices; :data:`NO_ANSWER` counts as wrong)."""
+    true = np.asarray(true, dtype=np.int64)
+    predicted = np.asarray(predicted, dtype=np.int64)
+    if true.shape != predicted.shape:
+        raise ValueError(f"true and predicted differ in shape: {true.shape} vs {predicted.shape}")
+    answered = predicted != NO_ANSWER
+    cm = confusion_matrix(true[answered], predicted[answered], n_classes)
+    support = np.bincount(true, minlength=n_classes) if true.size else np.zeros(n_classes, dtype=np.int64)
+    classes = class_scores(cm, support)
+    avg = averages(classes)
+    accuracy = float((true == predicted).mean()) if true.size else 0.0
+    return Scores(accuracy, cm, classes, avg["macro"], avg["weighted"], int(true.size))
 
 
 def true_class_rank(probs: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -145,6 +188,15 @@ def expected_calibration_error(bins: Sequence[CalibrationBin]) -> float:
     if not total:
         return 0.0
     return float(sum(b.count / total * abs(b.accuracy - b.confidence) for b in bins if b.count))
+
+
+def top1_calibration_error(probs: np.ndarray, true: np.ndarray, n_bins: int = 10) -> float:
+    """:func:`expected_calibration_error` of the top-1 answers of ``probs`` against ``true``."""
+    probs = np.asarray(probs, dtype=np.float64)
+    true = np.asarray(true, dtype=np.int64)
+    if len(true) == 0:
+        return 0.0
+    return expected_calibration_error(calibration_bins(probs.max(axis=1), probs.argmax(axis=1) == true, n_bins))
 
 
 def most_confused(cm: np.ndarray, labels: Sequence[str], limit: int = 10) -> list[dict[str, Any]]:

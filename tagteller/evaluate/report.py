@@ -5,8 +5,8 @@
 ``errors.png`` and ``reliability.png``.
 
 ``tagteller report RUN_DIR`` and the end of training (:func:`write_training_report`):
-``curves.png`` and ``summary.json`` from a run's ``history.json`` (see the run-history contract in
-``docs/evaluate.md``).
+``curves.png`` and ``summary.json`` from a run's ``history.json``, read by
+:func:`tagteller.runs.load_history` (see the run-history contract in ``docs/evaluate.md``).
 
 matplotlib is imported only when a figure is drawn (:func:`require_plots`), never by scan.
 """
@@ -28,6 +28,7 @@ from tagteller.atomic import atomic_write_bytes, atomic_write_text
 from tagteller.errors import TagtellerError
 from tagteller.evaluate import metrics
 from tagteller.evaluate.evaluate import Evaluation, keys_sha256
+from tagteller.runs import load_history
 
 REPORT_FORMAT = 1
 INSTALL_HINT = "pip install 'tagteller[report]'"
@@ -103,9 +104,8 @@ def evaluation_report(evaluation: Evaluation, top_k: int | None = None, n_bins: 
             f"decoded{detail}"
         )
     true, predicted, probs = evaluation.true, evaluation.predicted, evaluation.probs
-    cm = metrics.confusion_matrix(true, predicted, len(labels))
-    scores = metrics.class_scores(cm)
-    avg = metrics.averages(scores)
+    measured = evaluation.scores()
+    cm, scores = measured.confusion, measured.classes
     correct = predicted == true
     bins = metrics.calibration_bins(evaluation.confidence, correct, n_bins)
     info = evaluation.model.info
@@ -148,7 +148,7 @@ def evaluation_report(evaluation: Evaluation, top_k: int | None = None, n_bins: 
             "correct": int(correct.sum()),
             "skipped_by_layout": len(evaluation.dataset.skipped),
         },
-        "accuracy": float(correct.mean()),
+        "accuracy": measured.accuracy,
         "top_k": k,
         "top_k_accuracy": metrics.top_k_accuracy(probs, true, k),
         "per_class": {
@@ -161,8 +161,8 @@ def evaluation_report(evaluation: Evaluation, top_k: int | None = None, n_bins: 
             }
             for i, label in enumerate(labels)
         },
-        "macro_avg": avg["macro"],
-        "weighted_avg": avg["weighted"],
+        "macro_avg": measured.macro,
+        "weighted_avg": measured.weighted,
         "ece": metrics.expected_calibration_error(bins),
         "calibration": {"n_bins": n_bins, "bins": [b.as_dict() for b in bins]},
         "confusion_matrix": {"labels": list(labels), "rows": "true", "columns": "predicted",
@@ -245,36 +245,6 @@ def write_evaluation_report(evaluation: Evaluation, out_dir: str | Path, top_k: 
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def load_history(run_dir: str | Path) -> dict[str, Any]:
-    """Read and check ``RUN_DIR/history.json``; one-line :class:`TagtellerError` when unusable."""
-    path = Path(run_dir) / "history.json"
-    if Path(run_dir).is_file() and Path(run_dir).name.endswith(".json"):
-        path = Path(run_dir)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TagtellerError(f"{path}: no training history here (is {run_dir} a run folder?)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TagtellerError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
-    try:
-        history = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise TagtellerError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(history, dict) or not isinstance(history.get("epochs"), list):
-        raise TagtellerError(f"{path}: not a training history (no 'epochs' list)")
-    epochs = history["epochs"]
-    if not epochs:
-        raise TagtellerError(f"{path}: no epoch has finished yet")
-    for i, e in enumerate(epochs):
-        if not isinstance(e, dict) or not isinstance(e.get("epoch"), int) or isinstance(e.get("epoch"), bool):
-            raise TagtellerError(f"{path}: epochs[{i}] has no integer 'epoch'")
-    for key in ("phases", "decisions"):
-        value = history.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise TagtellerError(f"{path}: '{key}' must be a list of objects")
-    return history
 
 
 def training_summary(history: dict[str, Any]) -> dict[str, Any]:

@@ -128,7 +128,7 @@ def quantize_int8(float_model: Any, calibration_images: np.ndarray) -> Any:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from tagteller.train.open_set import ADDED_NODES
+    from tagteller.openset_graph import ADDED_NODES
 
     with tempfile.TemporaryDirectory(prefix="tagteller-int8-") as tmp:
         src, pre, out = Path(tmp) / "float.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"

@@ -3,7 +3,7 @@
 Per epoch: set the learning rate (:mod:`~tagteller.train.schedule`), fit one epoch, validate,
 save ``best.keras`` when the epoch is the best so far (atomically, *before* ``history.json``
 names it), append the epoch to ``history.json``, log scalars for TensorBoard, print one line on
-stderr, then let :class:`~tagteller.train.decisions.EpochDirector` decide: continue, unfreeze
+stderr, then let :class:`~tagteller.epoch_decisions.EpochDirector` decide: continue, unfreeze
 the next phase (recompiled with its learning rate), or stop.
 
 Ctrl-C once: the epoch finishes, is saved, then the person is asked (``--yes``: stop and export
@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tagteller.epoch_decisions import EpochDirector
+from tagteller.runs import RunHistory
 from tagteller.stopping import EpochRecord
-from tagteller.train.decisions import EpochDirector
 from tagteller.train.model import backbone_block_count, compile_model, save_checkpoint, set_unfrozen
-from tagteller.train.prompt import Prompter, UserChoice
-from tagteller.train.runs import RunHistory
 from tagteller.train.schedule import PhaseSchedule, cosine_horizon
 from tagteller.training_config import TrainConfig
+from tagteller.training_prompt import Prompter, UserChoice
 
 
 class InterruptWatch:

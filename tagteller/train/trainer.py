@@ -10,7 +10,7 @@
    images); add feedback images (``tagteller.feedback``) to the training side only;
 2. resume from the best earlier model of the domain that fits (same labels, backbone, input
    size, preprocessing) unless ``--fresh``; otherwise build a new model;
-3. open a run folder (:mod:`~tagteller.train.runs`, :meth:`TrainingRun.open`); the steps from
+3. open a run folder (:mod:`~tagteller.runs`, :meth:`TrainingRun.open`); the steps from
    here on are :class:`TrainingRun`'s: decode the images;
 4. run the phases (:mod:`~tagteller.train.loop`);
 5. export ``best.keras`` to ``model.onnx``, check parity with Keras on the validation images,
@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from tagteller import runs
 from tagteller.atomic import atomic_write_text
 from tagteller.datasets import Dataset, Sample, stratified_split
 from tagteller.domain import Domain, Recipe
@@ -43,10 +44,9 @@ from tagteller.errors import DatasetError, TagtellerError
 from tagteller.evaluate.evaluate import keys_sha256
 from tagteller.modelfile import ModelInfo
 from tagteller.names import validate_labels
-from tagteller.paths import installed_model_path, portable_paths, runs_dir
-from tagteller.train import runs
-from tagteller.train.prompt import NeverAsk, Prompter
+from tagteller.paths import installed_model_path, portable_paths
 from tagteller.training_config import QUANTIZE_CHOICES, TrainConfig, TrainOptions, resolve_train_config
+from tagteller.training_prompt import NeverAsk, Prompter
 
 Log = Callable[[str], None]
 #: At most this many skipped-file lines are printed; the rest are counted.
@@ -223,7 +223,7 @@ class Exported:
 
 @dataclass
 class OpenSetData:
-    """What calibration and the open-set gate are fitted on (:mod:`~tagteller.train.open_set`):
+    """What calibration and the open-set gate are fitted on (:mod:`~tagteller.openset_graph`):
     the validation labels (their images are the export's ``val_images``), the domain's own
     training images, and unknown images with the count from each source."""
 
@@ -240,7 +240,7 @@ GATE_OWN_IMAGES = 1000
 
 def open_set_data(val_labels: np.ndarray, train_images: np.ndarray, unknown_specs: Sequence[str], recipe: Recipe,
                   seed: int, log: Log, workers: int | None = None) -> OpenSetData:
-    from tagteller.train.unknowns import load_unknowns
+    from tagteller.unknown_data import load_unknowns
 
     unknown, sources = load_unknowns(unknown_specs, recipe.input_size, recipe.preprocessing, seed, log, workers)
     if sources:
@@ -265,8 +265,8 @@ def _measure_unwritten(proto: Any, info: ModelInfo, path: Path, samples: Sequenc
     """Measure ``proto`` (carrying ``info``) with the engine from memory, as if it were the file
     at ``path``: the figures go into its metadata before it is written, once. Also returns the
     size the file would have with ``info``."""
+    from tagteller.evaluate.measure import measure_model
     from tagteller.modelfile import embed_metadata
-    from tagteller.train.install import measure_model
 
     data = embed_metadata(proto, info).SerializeToString()
     return measure_model(engine.open_bytes(data, path), samples, engine), len(data)
@@ -293,7 +293,7 @@ def _smaller_copy(kind: str, proto: Any, info: ModelInfo, output: Path, float_si
         method = "fp16-weights"
     small_info = info
     if info.open_set is not None:  # the copy's scores differ a little: its own threshold
-        from tagteller.train.open_set import choose_threshold
+        from tagteller.openset_graph import choose_threshold
 
         threshold, rejected = choose_threshold(small, np.asarray(val_images, np.float32))
         small_info = dataclasses.replace(info, open_set={**info.open_set, "threshold": round(threshold, 6),
@@ -323,7 +323,7 @@ def class_references_of(proto: Any, val_images: np.ndarray, open_set: OpenSetDat
     exported model's own embeddings of the validation images. None (said) when a label has no
     validation image: the model then cannot learn taught labels."""
     from tagteller.taught import class_references
-    from tagteller.train.open_set import EMBEDDING_OUTPUT, run
+    from tagteller.openset_graph import EMBEDDING_OUTPUT, run
 
     missing = [label for i, label in enumerate(labels) if not np.any(np.asarray(open_set.val_labels) == i)]
     if missing:
@@ -356,7 +356,7 @@ def export_model(keras_model: Any, output: Path, domain: str, labels: Sequence[s
     log(parity.describe())
     info = make_info(domain, labels, recipe, dict(fallback_metrics or {}), training, version)
     if open_set is not None and parity.passed:
-        from tagteller.train.open_set import add_open_set
+        from tagteller.openset_graph import add_open_set
 
         fit = add_open_set(proto, np.asarray(val_images, np.float32), open_set.val_labels, open_set.own_images,
                            open_set.unknown_images, open_set.sources, open_set.seed, recipe.preprocessing)
@@ -507,7 +507,7 @@ class TrainingRun:
 
     def decode(self) -> DecodedSplit:
         """Decode both sides; record the counts in the history."""
-        from tagteller.train.pipeline import decode_samples
+        from tagteller.sample_decoding import decode_samples
 
         data, recipe, log = self.data, self.config.recipe, self.log
         label_index = {label: i for i, label in enumerate(data.labels)}
@@ -584,7 +584,7 @@ class TrainingRun:
 
     def install(self, exported: Exported, val_samples: Sequence[Sample]) -> TrainResult:
         """Install the exported model when it passed parity and beats the one in use (or ``--force``)."""
-        from tagteller.train.install import decide_install, install_model
+        from tagteller.install import decide_install, install_model
 
         config, domain = self.config, self.domain
         metrics = {**exported.metrics, "run_id": self.run_id, "model": str(exported.candidate)}
@@ -656,12 +656,11 @@ def _draw_curves(run_dir: Path, log: Log) -> None:
 # -- export of a saved checkpoint -------------------------------------------------------------
 
 def latest_checkpoint(domain: str) -> Path:
-    pointer = runs_dir(domain) / runs.LATEST
     try:
-        run_id = pointer.read_text(encoding="utf-8").strip()
-    except OSError:
-        raise TagtellerError(f"no training run for domain {domain!r} yet; pass --checkpoint FILE.keras") from None
-    path = runs_dir(domain) / run_id / runs.CHECKPOINT
+        run_dir = runs.latest_run(domain)
+    except TagtellerError as exc:
+        raise TagtellerError(f"{exc}; pass --checkpoint FILE.keras") from None
+    path = run_dir / runs.CHECKPOINT
     if not path.is_file():
         raise TagtellerError(f"{path}: the latest run has no checkpoint; pass --checkpoint FILE.keras")
     return path
@@ -680,7 +679,7 @@ def export_checkpoint(domain: Domain, checkpoint: Path | None, output: Path | No
     from tagteller.preprocessing import Preprocessing
     from tagteller.train.export import INT8_CALIBRATION_IMAGES
     from tagteller.train.model import load_checkpoint
-    from tagteller.train.pipeline import decode_samples
+    from tagteller.sample_decoding import decode_samples
 
     if quantize not in QUANTIZE_CHOICES:
         raise TagtellerError(f"--quantize {quantize!r}: 'int8' or 'fp16'")
@@ -689,10 +688,7 @@ def export_checkpoint(domain: Domain, checkpoint: Path | None, output: Path | No
     recipe, labels, history = domain.recipe, tuple(domain.labels), {}
     history_path = checkpoint.parent / runs.HISTORY
     if history_path.is_file():
-        try:
-            history = json.loads(history_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise TagtellerError(f"{history_path}: unreadable ({exc.__class__.__name__})") from None
+        history = runs.read_history(history_path)
         labels = tuple(history.get("labels") or labels)
         saved = history.get("recipe") or {}
         if saved.get("preprocessing") and saved.get("input_size"):

@@ -32,6 +32,7 @@ import numpy as np
 
 from tagteller import openset
 from tagteller.errors import TagtellerError
+from tagteller.evaluate import metrics
 
 OOD_OUTPUT = "ood_score"
 EMBEDDING_OUTPUT = "embedding"
@@ -324,12 +325,13 @@ def add_open_set(proto: Any, val_images: np.ndarray, val_labels: np.ndarray, own
     temperature = openset.fit_temperature(val_logits, labels)
     calibration = {
         "temperature": round(temperature, 6),
-        "ece_before": round(openset.expected_calibration_error(openset.averaged_probabilities(val_logits), labels), 6),
+        "ece_before": round(metrics.top1_calibration_error(openset.averaged_probabilities(val_logits), labels,
+                                                           openset.ECE_BINS), 6),
         "ece_after": round(openset.cross_fitted_ece(val_logits, labels, seed), 6),
         # what a perfectly calibrated model would score on halves this small (ECE is biased upwards)
         "ece_noise_floor": round(openset.cross_fitted_ece_floor(val_logits, labels, seed), 6),
-        "ece_after_in_sample": round(openset.expected_calibration_error(
-            openset.averaged_probabilities(val_logits, temperature), labels), 6),
+        "ece_after_in_sample": round(metrics.top1_calibration_error(
+            openset.averaged_probabilities(val_logits, temperature), labels, openset.ECE_BINS), 6),
         "bins": openset.ECE_BINS, "images": int(len(labels)),
         "method": "temperature scaling (NLL) on the validation split; ece_after: fitted on one half, measured on the other",
     }

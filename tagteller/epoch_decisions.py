@@ -8,7 +8,7 @@ Pure Python (no tensorflow), so it is tested on scripted histories. After every 
 3. ``--epochs`` or ``--time-budget`` reached: stop. Otherwise the stopping policy's
    ``decide(TrainingState)``; a phase that has run its ``epochs`` moves on.
 4. ``next_phase`` with a phase left: move to it. ``stop`` (or ``next_phase`` after the last
-   phase): ask the person when there is one (:mod:`~tagteller.train.prompt`), else stop.
+   phase): ask the person when there is one (:mod:`~tagteller.training_prompt`), else stop.
 
 Every answer other than a policy's "continue" is recorded (``record(epoch, action, reason, by)``,
 ``by`` being ``policy``, ``user`` or ``interrupt``), as the run-history contract asks.
@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 
 from tagteller.domain import Phase
 from tagteller.stopping import Decision, EpochRecord, StoppingPolicy, TrainingState
-from tagteller.train.prompt import Prompter, UserChoice
 from tagteller.training_config import Limits
+from tagteller.training_prompt import Prompter, UserChoice
 
 Recorder = Callable[[int, str, str, str], None]
 

@@ -53,7 +53,7 @@ def load_unknowns(specs: Sequence[str], size: tuple[int, int], pre: Preprocessin
                   log: Callable[[str], None], workers: int | None = None) -> tuple[np.ndarray, dict[str, int]]:
     """Decoded unknown images (uint8, at the model's size and colour mode) and how many came
     from each source."""
-    from tagteller.train.pipeline import decode_samples
+    from tagteller.sample_decoding import decode_samples
 
     parts, counts = [], {}
     for spec in specs:

@@ -1,4 +1,6 @@
-"""A domain's run history: one folder per training run, and the best earlier model to resume from.
+"""A domain's run history: one folder per training run, its ``latest`` pointer and its
+``history.json``, written by training and read by ``tagteller report`` and ``tagteller export``;
+and the best earlier model to resume from. The one place that knows this layout (no tensorflow).
 
 ``tagteller.paths.runs_dir(domain) / <run_id>/`` (``run_id`` = UTC ``YYYYmmdd-HHMMSS``, with a
 ``-2``, ``-3``... suffix when taken) holds ``history.json`` (rewritten atomically after every
@@ -21,12 +23,12 @@ from typing import Any
 
 from tagteller.atomic import atomic_write_text
 from tagteller.domain import Recipe
+from tagteller.errors import TagtellerError
 from tagteller.paths import runs_dir
 
 HISTORY = "history.json"
 CHECKPOINT = "best.keras"
 MODEL = "model.onnx"
-MODEL_INT8 = "model-int8.onnx"
 METRICS = "metrics.json"
 TENSORBOARD = "tensorboard"
 LATEST = "latest"
@@ -51,6 +53,58 @@ def new_run_dir(domain: str, now: datetime | None = None) -> tuple[str, Path]:
         atomic_write_text(base / LATEST, run_id + "\n")
         return run_id, base / run_id
     raise RuntimeError(f"{base}: could not find a free run folder name for {stamp}")
+
+
+def latest_run(domain: str) -> Path:
+    """The folder of ``domain``'s last run, as its ``latest`` pointer names it."""
+    folder = runs_dir(domain)
+    pointer = folder / LATEST
+    try:
+        run_id = pointer.read_text(encoding="utf-8").strip()
+    except OSError:
+        raise TagtellerError(f"{pointer}: no training run recorded for domain {domain!r}") from None
+    if not run_id or Path(run_id).name != run_id or run_id in (".", ".."):
+        raise TagtellerError(f"{pointer}: does not hold a run id ({run_id[:40]!r})")
+    return folder / run_id
+
+
+def read_history(path: Path) -> dict[str, Any]:
+    """The JSON object in a ``history.json``; one-line :class:`TagtellerError` when unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TagtellerError(f"{path}: no training history here (is {path.parent} a run folder?)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TagtellerError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
+    try:
+        history = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise TagtellerError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(history, dict):
+        raise TagtellerError(f"{path}: not a training history (not a JSON object)")
+    return history
+
+
+def load_history(run_dir: str | Path) -> dict[str, Any]:
+    """Read and check ``RUN_DIR/history.json`` (or that file itself) for drawing: at least one
+    finished epoch, each with an integer ``epoch``; ``phases`` and ``decisions`` lists of objects."""
+    path = Path(run_dir) / HISTORY
+    if Path(run_dir).is_file() and Path(run_dir).name.endswith(".json"):
+        path = Path(run_dir)
+    history = read_history(path)
+    if not isinstance(history.get("epochs"), list):
+        raise TagtellerError(f"{path}: not a training history (no 'epochs' list)")
+    epochs = history["epochs"]
+    if not epochs:
+        raise TagtellerError(f"{path}: no epoch has finished yet")
+    for i, e in enumerate(epochs):
+        if not isinstance(e, dict) or not isinstance(e.get("epoch"), int) or isinstance(e.get("epoch"), bool):
+            raise TagtellerError(f"{path}: epochs[{i}] has no integer 'epoch'")
+    for key in ("phases", "decisions"):
+        value = history.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise TagtellerError(f"{path}: '{key}' must be a list of objects")
+    return history
 
 
 class RunHistory:
