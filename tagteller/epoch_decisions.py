@@ -17,21 +17,13 @@ Every answer other than a policy's "continue" is recorded (``record(epoch, actio
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from tagteller.domain import Phase
 from tagteller.stopping import Decision, EpochRecord, StoppingPolicy, TrainingState
+from tagteller.training_config import Limits
 from tagteller.training_prompt import Prompter, UserChoice
 
 Recorder = Callable[[int, str, str, str], None]
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Hard limits from the command line, checked before the policy."""
-
-    max_epochs: int | None = None  # --epochs: at most this many epochs in this run
-    time_budget_s: float | None = None  # --time-budget
 
 
 class EpochDirector:

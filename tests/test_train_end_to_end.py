@@ -121,6 +121,31 @@ def test_history_follows_the_run_history_contract(trained):
     assert training_summary(load_history(trained.run_dir))["best"]["val_accuracy"] == best
 
 
+def test_the_run_records_its_settings_and_where_each_came_from(trained):
+    recorded = {"epochs": {"value": 4, "from": "command line"}, "time_budget_s": {"value": None, "from": "default"},
+                "batch_size": {"value": 16, "from": "domain"}, "weights": {"value": None, "from": "domain"},
+                "seed": {"value": 7, "from": "domain"}, "stopping": {"value": "target-plateau", "from": "domain"}}
+    assert trained.history()["settings"] == recorded
+    assert Engine(intra_threads=1).load(trained.result.installed_path).info.training["settings"] == recorded
+    assert trained.logs[0] == ("settings: epochs 4 (command line), time budget none (default), batch size 16 (domain), "
+                               "weights none (domain), seed 7 (domain), stopping target-plateau (domain)")
+
+
+def test_each_model_file_is_written_once(trained, monkeypatch):
+    from tagteller.train import export
+    from tagteller.train.trainer import TrainOptions, train_domain
+
+    written: list[Path] = []
+    save = export.save_model
+    monkeypatch.setattr(export, "save_model", lambda proto, path: (written.append(Path(path)), save(proto, path)))
+    result = train_domain(colours_domain(), TrainOptions(data=trained.data, epochs=1, fresh=True, quantize="fp16"),
+                          log=lambda _: None)
+    smaller = result.run_dir / "model-fp16.onnx"
+    assert sorted(written) == sorted([result.run_dir / "model.onnx"] + ([smaller] if smaller.is_file() else []))
+    metrics = Engine(intra_threads=1).load(result.run_dir / "model.onnx").info.metrics  # written complete
+    assert metrics["parity"]["passed"] and metrics["fp16"]["size_bytes"] > 0 and "val_accuracy" in metrics
+
+
 def test_checkpoint_and_onnx_agree(trained):
     import onnxruntime as ort
 

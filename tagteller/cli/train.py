@@ -74,8 +74,9 @@ def train(
     """
     _need_tensorflow("train")
     from tagteller import plugins
+    from tagteller.train.trainer import train_domain
+    from tagteller.training_config import TrainOptions, parse_param
     from tagteller.training_prompt import choose_prompter
-    from tagteller.train.trainer import TrainOptions, parse_param, train_domain
 
     dom = plugins.get_domain(domain)
     misplaced = install_target_warning(dom, install_to)

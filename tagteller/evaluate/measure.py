@@ -119,19 +119,19 @@ class Measurement:
         }
 
 
-def measure_model(path: str | Path, samples: Sequence[Sample], engine: Engine | None = None,
+def measure_model(path: str | Path | LoadedModel, samples: Sequence[Sample], engine: Engine | None = None,
                   batch_size: int = 32) -> Measurement:
-    """Scan ``samples`` with the model at ``path``; a sample whose label the model lacks counts
-    as a mistake, one that fails to decode is left out and listed."""
+    """Scan ``samples`` with the model at ``path`` (or already loaded); a sample whose label the
+    model lacks counts as a mistake, one that fails to decode is left out and listed."""
     engine = engine or Engine()
-    loaded = engine.load(path)
+    loaded = path if isinstance(path, LoadedModel) else engine.load(path)
     measured = measure(engine, loaded, [s.source for s in samples], [s.label for s in samples],
                        names=[s.key for s in samples], batch_size=batch_size)
     scores = measured.scores()
     classes = scores.classes
     labels = measured.labels
     return Measurement(
-        path=Path(path),
+        path=Path(loaded.path),
         labels=tuple(loaded.info.labels),
         accuracy=scores.accuracy,
         macro_f1=scores.macro_f1,

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tagteller.domain import Recipe
-from tagteller.epoch_decisions import EpochDirector, Limits
+from tagteller.epoch_decisions import EpochDirector
 from tagteller.runs import RunHistory
-from tagteller.stopping import EpochRecord, StoppingPolicy
+from tagteller.stopping import EpochRecord
 from tagteller.train.model import backbone_block_count, compile_model, save_checkpoint, set_unfrozen
 from tagteller.train.schedule import PhaseSchedule, cosine_horizon
+from tagteller.training_config import TrainConfig
 from tagteller.training_prompt import Prompter, UserChoice
 
 
@@ -119,16 +119,6 @@ class PausingPrompter:
 
 
 @dataclass
-class LoopSettings:
-    """What drives the loop besides the recipe: limits from the command line, class weights."""
-
-    start_phase: int = 0
-    max_epochs: int | None = None  # --epochs: at most this many epochs in this run
-    time_budget_s: float | None = None  # --time-budget
-    class_weight: dict[int, float] | None = None
-
-
-@dataclass
 class LoopOutcome:
     """``status`` is ``finished`` (stopped by policy, person or a first Ctrl-C) or
     ``interrupted`` (a second Ctrl-C: nothing more should run)."""
@@ -141,30 +131,30 @@ class LoopOutcome:
 
 
 class TrainingLoop:
-    """Runs the phases of ``recipe`` on ``model`` (see the module docstring)."""
+    """Runs the phases of ``config.recipe`` on ``model`` (see the module docstring), within
+    ``config.limits`` and as ``config.policy`` decides, from phase ``start_phase``."""
 
-    def __init__(self, model: Any, recipe: Recipe, policy: StoppingPolicy, history: RunHistory,
-                 train_ds: Any, val_ds: Any, checkpoint: Path, settings: LoopSettings,
-                 prompter: Prompter, log: Callable[[str], None], scalars: ScalarLog | None = None,
+    def __init__(self, model: Any, config: TrainConfig, history: RunHistory, train_ds: Any, val_ds: Any,
+                 checkpoint: Path, prompter: Prompter, log: Callable[[str], None], *, start_phase: int = 0,
+                 class_weight: dict[int, float] | None = None, scalars: ScalarLog | None = None,
                  saved_model: Any = None) -> None:
         self.model = model
         #: What ``best.keras`` holds: ``model`` itself, or (cached-prefix training) the whole
         #: classifier whose top ``model`` shares.
         self.saved_model = model if saved_model is None else saved_model
-        self.recipe = recipe
-        self.policy = policy
+        self.config = config
+        self.recipe = config.recipe
         self.history = history
         self.train_ds = train_ds
         self.val_ds = val_ds
         self.checkpoint = checkpoint
-        self.settings = settings
+        self.class_weight = class_weight
         self.log = log
         self.scalars = scalars
         self.watch = InterruptWatch(lambda text: print(text, file=sys.stderr, flush=True))
         self.director = EpochDirector(
-            recipe.phases, policy, Limits(settings.max_epochs, settings.time_budget_s),
-            PausingPrompter(prompter, self.watch), history.add_decision,
-            lambda: backbone_block_count(model, recipe), settings.start_phase,
+            config.recipe.phases, config.policy, config.limits, PausingPrompter(prompter, self.watch),
+            history.add_decision, lambda: backbone_block_count(model, config.recipe), start_phase,
         )
         self.best_key: tuple[float, float] | None = None
         self.schedule: PhaseSchedule | None = None
@@ -225,10 +215,11 @@ class TrainingLoop:
         per_epoch = self.seconds_per_epoch()
         elapsed = self.history.elapsed()
         horizon = director.phase.epochs
-        budgets = [self.settings.time_budget_s, getattr(self.policy, "time_budget_s", None)]
+        limits, policy = self.config.limits, self.config.policy
+        budgets = [limits.time_budget_s, getattr(policy, "time_budget_s", None)]
         for budget in (b for b in budgets if b is not None):
             horizon = cosine_horizon(horizon, done, None, budget - elapsed, per_epoch)
-        caps = [self.settings.max_epochs, getattr(self.policy, "max_epochs", None)]
+        caps = [limits.max_epochs, getattr(policy, "max_epochs", None)]
         for cap in (c for c in caps if c is not None):
             horizon = cosine_horizon(horizon, done, cap - director.epoch + 1, None, None)
         return horizon
@@ -240,7 +231,7 @@ class TrainingLoop:
         assert self.schedule is not None
         rate = self.schedule.before_epoch(director.phase_epochs - 1, self.cosine_horizon())
         fitted = self.model.fit(self.train_ds, validation_data=self.val_ds, initial_epoch=epoch - 1, epochs=epoch,
-                                verbose=0, shuffle=False, class_weight=self.settings.class_weight)
+                                verbose=0, shuffle=False, class_weight=self.class_weight)
         logs = {k: float(v[-1]) for k, v in fitted.history.items() if k != "learning_rate"}
         self.schedule.after_epoch(epoch, logs)
         elapsed = self.history.elapsed()

@@ -14,7 +14,6 @@ trainable, BatchNorm included.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -22,7 +21,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from tagteller.atomic import atomic_copy
+from tagteller.atomic import atomic_path
 from tagteller.domain import Recipe
 from tagteller.errors import TagtellerError
 from tagteller.train.backbones import (
@@ -129,16 +128,10 @@ def current_learning_rate(model: keras.Model) -> float:
 
 
 def save_checkpoint(model: keras.Model, path: str | os.PathLike[str]) -> None:
-    """Save ``model`` as a ``.keras`` file atomically (a kill mid-save leaves the old file whole)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    try:
+    """Save ``model`` as a ``.keras`` file atomically: written once beside ``path``, then renamed
+    over it (a kill mid-save leaves the old file whole)."""
+    with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp, overwrite=True)
-        atomic_copy(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> keras.Model:

@@ -2,15 +2,20 @@
 
 :func:`train_domain`:
 
+0. resolve the settings once (:func:`tagteller.training_config.resolve_train_config`: the
+   command line beats the domain, the domain the defaults); the log, ``history.json`` and the
+   model's training summary say where each came from;
 1. read the dataset with the domain's layout; split it (:func:`tagteller.datasets.stratified_split`,
    always with the recipe's seed, so ``tagteller evaluate --split val`` sees the same held-out
    images); add feedback images (``tagteller.feedback``) to the training side only;
 2. resume from the best earlier model of the domain that fits (same labels, backbone, input
    size, preprocessing) unless ``--fresh``; otherwise build a new model;
-3. open a run folder (:mod:`~tagteller.runs`) and decode the images;
+3. open a run folder (:mod:`~tagteller.runs`, :meth:`TrainingRun.open`); the steps from
+   here on are :class:`TrainingRun`'s: decode the images;
 4. run the phases (:mod:`~tagteller.train.loop`);
 5. export ``best.keras`` to ``model.onnx``, check parity with Keras on the validation images,
-   measure it with the engine, optionally quantize to int8;
+   measure it with the engine, optionally quantize to int8; each model file is measured from
+   memory and written once, with its figures in it;
 6. install it when it beats the model in use on the same validation split (``--force``:
    always); a model that fails the parity check is never installed.
 
@@ -31,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from tagteller import plugins, runs
+from tagteller import runs
 from tagteller.atomic import atomic_write_text
 from tagteller.datasets import Dataset, Sample, stratified_split
 from tagteller.domain import Domain, Recipe
@@ -41,38 +46,16 @@ from tagteller.exitcodes import ExitCode
 from tagteller.modelfile import ModelInfo
 from tagteller.names import validate_labels
 from tagteller.paths import installed_model_path, portable_paths
-from tagteller.stopping import StoppingPolicy
+from tagteller.training_config import QUANTIZE_CHOICES, TrainConfig, TrainOptions, resolve_train_config
 from tagteller.training_prompt import NeverAsk, Prompter
 
 Log = Callable[[str], None]
 #: At most this many skipped-file lines are printed; the rest are counted.
 MAX_LISTED_PROBLEMS = 20
 
+
 def _stderr(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-@dataclass
-class TrainOptions:
-    """What the ``train`` command line can change; None means "as the domain's recipe says"."""
-
-    data: Path
-    epochs: int | None = None
-    time_budget_s: float | None = None
-    fresh: bool = False
-    force: bool = False
-    weights: str | None = None  # "imagenet", "none" or a path; None: the recipe's
-    install_to: Path | None = None
-    quantize: str | None = None
-    seed: int | None = None
-    batch_size: int | None = None
-    stopping: str | None = None
-    stop_params: dict[str, Any] = field(default_factory=dict)
-    use_feedback: bool = True
-    use_taught: bool = False  # --with-taught: labels taught with `tagteller teach` become training data
-    workers: int | None = None
-    unknown_data: list[str] = field(default_factory=list)  # --unknown-data: DIR or DOMAIN=DIR
-    command_line: str = ""
 
 
 @dataclass
@@ -88,53 +71,6 @@ class TrainResult:
     model_path: Path | None = None
     installed_path: Path | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
-
-
-# -- policy and recipe ------------------------------------------------------------------------
-
-def parse_param(text: str) -> tuple[str, Any]:
-    """``key=value`` with a JSON value (``0.9``, ``5``, ``null``, ``true``) or else a string."""
-    if "=" not in text:
-        raise TagtellerError(f"--stop-param {text!r}: expected key=value")
-    key, raw = text.split("=", 1)
-    key = key.strip().replace("-", "_")
-    if raw.strip().lower() == "none":
-        return key, None
-    try:
-        return key, json.loads(raw)
-    except json.JSONDecodeError:
-        return key, raw
-
-
-def choose_policy(domain: Domain, name: str | None, params: dict[str, Any]) -> StoppingPolicy:
-    """``--stopping NAME`` from the registered policies, or the domain's policy with ``params``
-    changed (when it is a dataclass, as the built-in one is)."""
-    try:
-        if name:
-            factories = plugins.stopping_policies()
-            if name not in factories:
-                raise TagtellerError(f"unknown stopping policy {name!r}; known: {', '.join(sorted(factories))}")
-            policy = factories[name](**params)
-        elif params:
-            if not dataclasses.is_dataclass(domain.stopping):
-                raise TagtellerError(f"domain {domain.name!r}: its stopping policy takes no --stop-param; use --stopping NAME")
-            policy = dataclasses.replace(domain.stopping, **params)
-        else:
-            policy = domain.stopping
-    except (TypeError, ValueError) as exc:
-        raise TagtellerError(f"stopping policy parameters: {exc}") from None
-    if not isinstance(policy, StoppingPolicy):
-        raise TagtellerError(f"stopping policy {name!r} has no decide()/describe()")
-    return policy
-
-
-def effective_recipe(recipe: Recipe, options: TrainOptions) -> Recipe:
-    changes: dict[str, Any] = {}
-    if options.batch_size is not None:
-        changes["batch_size"] = options.batch_size
-    if options.weights is not None:
-        changes["weights"] = None if options.weights.lower() == "none" else options.weights
-    return recipe.with_(**changes) if changes else recipe
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -227,14 +163,15 @@ def training_summary(history: dict[str, Any], recipe: Recipe, weights: str, data
     Paths are recorded relative to the working folder (:func:`tagteller.paths.portable_paths`):
     a shipped model says how it was made, not where."""
     epochs = history.get("epochs") or []
-    if weights and Path(str(weights)).is_absolute():
-        weights = Path(str(weights)).name
+    settings = history.get("settings")
+    if settings and "weights" in settings:  # as the command line, a shipped model names no path
+        settings = {**settings, "weights": {**settings["weights"], "value": _file_name(settings["weights"]["value"])}}
     command_line = portable_paths(command_line) if command_line else command_line
     return {
         "run_id": history.get("run_id"),
         "backbone": recipe.backbone,
         "backbone_options": recipe.backbone_options,
-        "weights": weights,
+        "weights": _file_name(weights),
         "recipe": runs.recipe_json(recipe),
         "stopping": history.get("stopping"),
         "epochs": len(epochs),
@@ -253,7 +190,13 @@ def training_summary(history: dict[str, Any], recipe: Recipe, weights: str, data
         "feedback_count": data.feedback_count if data else None,
         "wall_time_s": history.get("wall_time_s"),
         "command_line": command_line,
+        "settings": settings,
     }
+
+
+def _file_name(weights: Any) -> Any:
+    """An absolute weights path as its file name only; anything else as it is."""
+    return Path(str(weights)).name if weights and Path(str(weights)).is_absolute() else weights
 
 
 def make_info(domain: str, labels: Sequence[str], recipe: Recipe, metrics: dict[str, Any],
@@ -292,8 +235,6 @@ class OpenSetData:
 
 #: At most this many training images stand for the domain in the open-set gate.
 GATE_OWN_IMAGES = 1000
-#: ``--quantize``: int8 (falling back to fp16 when it loses more than a point) or fp16 alone.
-QUANTIZE_CHOICES = (None, "int8", "fp16")
 
 
 def open_set_data(val_labels: np.ndarray, train_images: np.ndarray, unknown_specs: Sequence[str], recipe: Recipe,
@@ -309,21 +250,35 @@ def open_set_data(val_labels: np.ndarray, train_images: np.ndarray, unknown_spec
     return OpenSetData(np.asarray(val_labels), own, unknown, sources, seed)
 
 
-def _smaller_copy(kind: str, proto: Any, info: ModelInfo, output: Path, val_images: np.ndarray,
-                  val_samples: Sequence[Sample], calibration_images: np.ndarray | None, measurement: Any,
-                  metrics: dict[str, Any], log: Log) -> tuple[Path, Any] | None:
-    """Write an ``int8`` (static QDQ) or ``fp16`` (float16-stored weights) copy of ``proto``
-    beside ``output``, with its own open-set threshold, and measure it; keep it (return its path
-    and measurement, and put its figures in ``metrics[kind]``) when validation top-1 drops by at
-    most :data:`~tagteller.train.export.INT8_MAX_DROP`, else delete it."""
-    from tagteller.train.export import (
-        INT8_CALIBRATION_IMAGES,
-        INT8_MAX_DROP,
-        half_precision_weights,
-        quantize_int8,
-        write_model_file,
-    )
+@dataclass
+class _Measured:
+    """A model not yet written, with the metadata it will be written with and its figures."""
+
+    proto: Any
+    info: ModelInfo
+    path: Path
+    measurement: Any
+
+
+def _measure_unwritten(proto: Any, info: ModelInfo, path: Path, samples: Sequence[Sample], engine: Any) -> tuple[Any, int]:
+    """Measure ``proto`` (carrying ``info``) with the engine from memory, as if it were the file
+    at ``path``: the figures go into its metadata before it is written, once. Also returns the
+    size the file would have with ``info``."""
     from tagteller.evaluate.measure import measure_model
+    from tagteller.modelfile import embed_metadata
+
+    data = embed_metadata(proto, info).SerializeToString()
+    return measure_model(engine.open_bytes(data, path), samples, engine), len(data)
+
+
+def _smaller_copy(kind: str, proto: Any, info: ModelInfo, output: Path, float_size: int, val_images: np.ndarray,
+                  val_samples: Sequence[Sample], calibration_images: np.ndarray | None, measurement: Any,
+                  metrics: dict[str, Any], engine: Any, log: Log) -> _Measured | None:
+    """An ``int8`` (static QDQ) or ``fp16`` (float16-stored weights) copy of ``proto``, to be
+    written beside ``output``, with its own open-set threshold, measured; kept (returned, with
+    its figures in ``metrics[kind]``) when validation top-1 drops by at most
+    :data:`~tagteller.train.export.INT8_MAX_DROP`, else None."""
+    from tagteller.train.export import INT8_CALIBRATION_IMAGES, INT8_MAX_DROP, half_precision_weights, quantize_int8
 
     path = output.with_name(f"{output.stem}-{kind}.onnx")
     if kind == "int8":
@@ -342,25 +297,23 @@ def _smaller_copy(kind: str, proto: Any, info: ModelInfo, output: Path, val_imag
         threshold, rejected = choose_threshold(small, np.asarray(val_images, np.float32))
         small_info = dataclasses.replace(info, open_set={**info.open_set, "threshold": round(threshold, 6),
                                                          "val_false_rejection": round(rejected, 6)})
-    write_model_file(small, small_info, path)
-    m = measure_model(path, val_samples)
+    m, size = _measure_unwritten(small, small_info, path, val_samples, engine)
     drop = measurement.accuracy - m.accuracy
     kept = drop <= INT8_MAX_DROP + 1e-12
     figures = {"val_accuracy": round(m.accuracy, 6), "macro_f1": round(m.macro_f1, 6),
-               "size_bytes": path.stat().st_size, "float_size_bytes": output.stat().st_size,
+               "size_bytes": size, "float_size_bytes": float_size,
                "accuracy_drop": round(drop, 6), "kept": kept}
     metrics[kind] = figures
     log(f"{kind}: accuracy {m.accuracy:.4f} (float {measurement.accuracy:.4f}), "
         f"{figures['size_bytes'] / 1e6:.2f} MB vs {figures['float_size_bytes'] / 1e6:.2f} MB: "
         f"{'kept' if kept else 'dropped (more than 1 point lost)'}")
     if not kept:
-        path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # a copy an earlier export left there
         return None
     small_metrics = {**m.as_metrics(), "quantization": method, "parity": metrics["parity"],
                      "float": {"val_accuracy": metrics["val_accuracy"], "macro_f1": metrics["macro_f1"]},
                      **{k: metrics[k] for k in ("int8", "fp16") if k in metrics}}
-    write_model_file(small, dataclasses.replace(small_info, metrics=small_metrics), path)
-    return path, m
+    return _Measured(small, dataclasses.replace(small_info, metrics=small_metrics), path, m)
 
 
 def class_references_of(proto: Any, val_images: np.ndarray, open_set: OpenSetData,
@@ -384,9 +337,12 @@ def export_model(keras_model: Any, output: Path, domain: str, labels: Sequence[s
                  quantize: str | None, calibration_images: np.ndarray | None, log: Log,
                  fallback_metrics: dict[str, Any] | None = None, open_set: OpenSetData | None = None) -> Exported:
     """ONNX + parity + calibration and open-set score (with ``open_set``) + metadata (+ int8)
-    for ``keras_model``; measured on ``val_samples`` with the engine when there are any."""
+    for ``keras_model``; measured on ``val_samples`` with the engine when there are any.
+
+    Each file is written once, complete: the models are measured from memory first, so their
+    figures are in the metadata they are written with."""
+    from tagteller.engine import Engine
     from tagteller.train.export import parity_check, to_onnx, write_model_file
-    from tagteller.evaluate.measure import measure_model
 
     if recipe.test_time_flip:
         from tagteller.train.model import with_test_time_flip
@@ -410,33 +366,38 @@ def export_model(keras_model: Any, output: Path, domain: str, labels: Sequence[s
             f"{fit.calibration['ece_after']:.3f} (cross-fitted); open-set threshold {fit.open_set['threshold']:.4f} "
             f"rejects {fit.open_set['val_false_rejection']:.1%} of the validation images and "
             + ", ".join(f"{v:.0%} of {k}" for k, v in fit.open_set["generated_rejection"].items()) + " (generated)")
-    write_model_file(proto, info, output)
     measurement = None
     metrics = dict(fallback_metrics or {})
-    if val_samples:
-        measurement = measure_model(output, val_samples)
+    engine = Engine() if val_samples else None
+    float_size = 0
+    if engine is not None:
+        measurement, float_size = _measure_unwritten(proto, info, output, val_samples, engine)
         metrics = measurement.as_metrics()
         if measurement.failures:
             metrics["val_failures"] = len(measurement.failures)
         log(f"ONNX model on {measurement.count} validation images: accuracy {measurement.accuracy:.4f}, "
             f"macro-F1 {measurement.macro_f1:.4f}")
     metrics["parity"] = parity.as_dict()
-    candidate = output
+    smaller = None
     if quantize in ("int8", "fp16") and parity.passed and measurement is not None:
         tries = ["int8", "fp16"] if quantize == "int8" else ["fp16"]
         for kind in tries:
             if kind == "int8" and calibration_images is None:
                 log("warning: int8 quantization skipped (it needs calibration images: --data DIR)")
                 continue
-            smaller = _smaller_copy(kind, proto, info, output, val_images, val_samples, calibration_images,
-                                    measurement, metrics, log)
+            smaller = _smaller_copy(kind, proto, info, output, float_size, val_images, val_samples,
+                                    calibration_images, measurement, metrics, engine, log)
             if smaller is not None:
-                candidate, measurement = smaller
+                measurement = smaller.measurement
                 break
     elif quantize is not None:
         log(f"warning: --quantize {quantize} skipped (it needs a passed parity check and the data: --data DIR)")
+    if engine is not None:
+        engine.close()
     write_model_file(proto, dataclasses.replace(info, metrics=metrics), output)
-    return Exported(output, parity, metrics, measurement, candidate)
+    if smaller is not None:
+        write_model_file(smaller.proto, smaller.info, smaller.path)
+    return Exported(output, parity, metrics, measurement, smaller.path if smaller else output)
 
 
 # -- train ------------------------------------------------------------------------------------
@@ -446,34 +407,29 @@ def train_domain(domain: Domain, options: TrainOptions, prompter: Prompter | Non
     """The whole ``tagteller train`` (see the module docstring)."""
     import keras
 
-    prompter = prompter or NeverAsk()
-    recipe = effective_recipe(domain.recipe, options)
-    policy = choose_policy(domain, options.stopping, options.stop_params)
-    if options.quantize not in QUANTIZE_CHOICES:
-        raise TagtellerError(f"--quantize {options.quantize!r}: 'int8' or 'fp16'")
-    data = prepare_data(domain, options.data, recipe, options.use_feedback, log, use_taught=options.use_taught)
-    seed = options.seed if options.seed is not None else recipe.seed
-    keras.utils.set_random_seed(seed)
-    model, resumed, weights_text = _start_model(domain.name, recipe, data.labels, options.fresh, log)
-
-    run_id, run_dir = runs.new_run_dir(domain.name)
-    history = runs.RunHistory(run_dir, {
-        "domain": domain.name, "run_id": run_id, "recipe": runs.recipe_json(recipe),
-        "stopping": policy.describe(), "labels": list(data.labels), "data_fingerprint": data.fingerprint,
-        "val_keys_sha256": data.val_keys_sha256, "data_root": str(Path(options.data).resolve()),
-        "command_line": options.command_line, "seed": seed,
-    })
-    log(f"run {run_id}: {run_dir}")
+    config = resolve_train_config(domain, options)
+    log(config.describe())
+    data = prepare_data(domain, config.data, config.recipe, config.use_feedback, log, use_taught=config.use_taught)
+    keras.utils.set_random_seed(config.seed)
+    start = _start_model(domain.name, config.recipe, data.labels, config.fresh, log)
+    run = TrainingRun.open(domain, config, data, prompter or NeverAsk(), log)
     try:
-        return _run(domain, options, recipe, policy, data, model, resumed, weights_text, seed, run_id, run_dir,
-                    history, prompter, log)
+        return run.execute(start)
     except BaseException as exc:
-        history.abandon(f"{exc.__class__.__name__}: {exc}")
+        run.history.abandon(f"{exc.__class__.__name__}: {exc}")
         raise
 
 
-def _start_model(domain: str, recipe: Recipe, labels: tuple[str, ...], fresh: bool,
-                 log: Log) -> tuple[Any, runs.EarlierRun | None, str]:
+@dataclass
+class StartingModel:
+    """What training starts from: a new model, or the best earlier run's (``resumed``)."""
+
+    model: Any
+    resumed: runs.EarlierRun | None
+    weights_text: str  # how the starting weights are described in the training summary
+
+
+def _start_model(domain: str, recipe: Recipe, labels: tuple[str, ...], fresh: bool, log: Log) -> StartingModel:
     """The best earlier model that fits (unless ``fresh``), else a new one from the recipe."""
     from tagteller.train.backbones import resolve_weights
     from tagteller.train.model import build_classifier, load_checkpoint
@@ -484,105 +440,175 @@ def _start_model(domain: str, recipe: Recipe, labels: tuple[str, ...], fresh: bo
             log(note)
         for run in candidates:
             try:
-                return load_checkpoint(run.checkpoint), run, f"resumed from run {run.run_id}"
+                return StartingModel(load_checkpoint(run.checkpoint), run, f"resumed from run {run.run_id}")
             except TagtellerError as exc:
                 log(f"warning: {exc}; trying an older run")
     weights = resolve_weights(recipe.weights, recipe.backbone, recipe.backbone_options, recipe.input_size)
     log(f"building {recipe.backbone} (weights: {weights.describe()})")
-    return build_classifier(recipe, len(labels), weights), None, weights.describe()
+    return StartingModel(build_classifier(recipe, len(labels), weights), None, weights.describe())
 
 
-def _run(domain: Domain, options: TrainOptions, recipe: Recipe, policy: StoppingPolicy, data: PreparedData,
-         model: Any, resumed: runs.EarlierRun | None, weights_text: str, seed: int, run_id: str, run_dir: Path,
-         history: runs.RunHistory, prompter: Prompter, log: Log) -> TrainResult:
-    """Everything after the run folder exists: decode, train, export, install."""
-    from tagteller.train.export import INT8_CALIBRATION_IMAGES
-    from tagteller.install import decide_install, install_model
-    from tagteller.train.loop import LoopSettings, ScalarLog, TrainingLoop
-    from tagteller.train.model import load_checkpoint, predict_probabilities
-    from tagteller.sample_decoding import decode_samples
-    from tagteller.train.pipeline import class_weights, evaluation_dataset, training_dataset
+@dataclass
+class DecodedSplit:
+    """The decoded images of both sides, and the validation samples that decoded."""
 
-    label_index = {label: i for i, label in enumerate(data.labels)}
-    log(f"decoding {len(data.train)} training and {len(data.val)} validation images at "
-        f"{recipe.input_size[0]}x{recipe.input_size[1]} {recipe.preprocessing.color_mode}")
-    train_images = decode_samples(data.train, label_index, recipe.input_size, recipe.preprocessing, options.workers)
-    val_images = decode_samples(data.val, label_index, recipe.input_size, recipe.preprocessing, options.workers)
-    root = data.dataset.root
-    _list_problems(root, train_images.failures + val_images.failures, "skipped (unreadable)", log)
-    if len(train_images) == 0 or len(val_images) == 0:
-        raise DatasetError(f"{root}: no readable images on the {'training' if not len(train_images) else 'validation'} side")
-    history.data["counts"] = {
-        "train": len(train_images), "val": len(val_images), "feedback": data.feedback_count,
-        "skipped": len(data.skipped), "unreadable": len(train_images.failures) + len(val_images.failures),
-        "per_label_train": {label: int(n) for label, n in zip(data.labels, train_images.counts(len(data.labels)))},
-    }
-    history.save()
-    val_samples = [s for s in data.val if s.key not in {k for k, _ in val_images.failures}]
+    train: Any
+    val: Any
+    val_samples: list[Sample]
 
-    start_phase = 0
-    if resumed is not None:
-        start_phase = min(resumed.last_phase, len(recipe.phases) - 1)
-        accuracy = float((predict_probabilities(model, val_images.images).argmax(1) == val_images.labels).mean())
-        history.data["resumed_from"] = {"run_id": resumed.run_id, "checkpoint": str(resumed.checkpoint),
-                                        "val_accuracy_before": round(accuracy, 6), "start_phase": start_phase}
-        log(f"resuming from run {resumed.run_id} (its best val accuracy {resumed.best_val_accuracy:.4f}; "
-            f"{accuracy:.4f} on this split), phase {start_phase}; --fresh starts over")
 
-    weights_for_classes = class_weights(train_images.labels, len(data.labels), recipe.class_weights)
-    if weights_for_classes:
-        log("classes are imbalanced: class weights " +
-            ", ".join(f"{data.labels[i]} {w:.2f}" for i, w in weights_for_classes.items()))
-    if recipe.cached_views:
-        trained, train_ds, val_ds = _cached_prefix_inputs(model, recipe, train_images, val_images, len(data.labels),
-                                                          seed, log)
-    else:
-        trained = model
-        train_ds = training_dataset(train_images, len(data.labels), recipe.batch_size, recipe.augmentation, seed)
-        val_ds = evaluation_dataset(val_images, len(data.labels), max(recipe.batch_size, 64))
-    loop = TrainingLoop(
-        trained, recipe, policy, history, train_ds, val_ds, run_dir / runs.CHECKPOINT,
-        LoopSettings(start_phase, options.epochs, options.time_budget_s, weights_for_classes),
-        prompter, log, ScalarLog(run_dir / runs.TENSORBOARD), saved_model=model,
-    )
-    outcome = loop.run()
-    if outcome.status == "interrupted":
-        message = (f"training interrupted; best checkpoint {run_dir / runs.CHECKPOINT} (export it with "
-                   f"`tagteller export --domain {domain.name} --checkpoint {run_dir / runs.CHECKPOINT}`)")
-        return TrainResult(run_id, run_dir, "interrupted", ExitCode.INTERRUPTED, message)
-    history.finish("finished")
-    _draw_curves(run_dir, log)
+@dataclass
+class TrainingRun:
+    """One training run once its folder exists: its config, data, folder and history, and how it
+    logs and asks. :meth:`execute` runs the steps after the folder: decode, train, export, install."""
 
-    best_model = load_checkpoint(run_dir / runs.CHECKPOINT)
-    training = training_summary(history.data, recipe, weights_text, data, options.command_line)
-    rng = np.random.default_rng(seed)
-    calibration = train_images.images[rng.permutation(len(train_images))[:INT8_CALIBRATION_IMAGES]]
-    gate_data = open_set_data(val_images.labels, train_images.images, options.unknown_data, recipe, seed, log,
-                              options.workers)
-    exported = export_model(best_model, run_dir / runs.MODEL, domain.name, data.labels, recipe, training, run_id,
-                            val_images.images, val_samples, options.quantize, calibration, log, open_set=gate_data)
-    metrics = {**exported.metrics, "run_id": run_id, "model": str(exported.candidate)}
-    target = Path(options.install_to) if options.install_to else installed_model_path(domain.name)
-    if not exported.parity.passed:
-        metrics["install"] = {"install": False, "reason": "parity check failed", "target": str(target)}
-        _write_metrics(run_dir, metrics, history)
-        return TrainResult(run_id, run_dir, "refused", ExitCode.FAILED,
-                           f"not installed: the ONNX model does not match Keras ({exported.parity.describe()})",
-                           exported.model_path, None, metrics)
-    current = target if target.is_file() else None
-    if current is None and options.install_to is None and domain.model_path is not None and domain.model_path.is_file():
-        current = domain.model_path  # the shipped model is what `scan` uses now
-    decision = decide_install(exported.measurement, current, val_samples, options.force)
-    metrics["install"] = {**decision.as_dict(), "target": str(target)}
-    if decision.install:
-        install_model(exported.candidate, target)
-        message = f"installed {target} ({decision.reason})"
-        outcome_name, installed = "installed", target
-    else:
-        message = f"kept the model in use: {decision.reason}; the new one is {exported.candidate}"
-        outcome_name, installed = "kept", None
-    _write_metrics(run_dir, metrics, history)
-    return TrainResult(run_id, run_dir, outcome_name, ExitCode.OK, message, exported.candidate, installed, metrics)
+    domain: Domain
+    config: TrainConfig
+    data: PreparedData
+    run_id: str
+    run_dir: Path
+    history: runs.RunHistory
+    prompter: Prompter
+    log: Log
+
+    @classmethod
+    def open(cls, domain: Domain, config: TrainConfig, data: PreparedData, prompter: Prompter,
+             log: Log) -> TrainingRun:
+        """A new run folder with its ``history.json``, which records the settings and their sources."""
+        run_id, run_dir = runs.new_run_dir(domain.name)
+        history = runs.RunHistory(run_dir, {
+            "domain": domain.name, "run_id": run_id, "recipe": runs.recipe_json(config.recipe),
+            "stopping": config.policy.describe(), "labels": list(data.labels), "data_fingerprint": data.fingerprint,
+            "val_keys_sha256": data.val_keys_sha256, "data_root": str(config.data.resolve()),
+            "command_line": config.command_line, "seed": config.seed, "settings": config.settings(),
+        })
+        log(f"run {run_id}: {run_dir}")
+        return cls(domain, config, data, run_id, run_dir, history, prompter, log)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.run_dir / runs.CHECKPOINT
+
+    def execute(self, start: StartingModel) -> TrainResult:
+        """Decode, train, export, install."""
+        from tagteller.train.model import load_checkpoint
+
+        images = self.decode()
+        start_phase = self.resume_phase(start, images)
+        if self.fit(start.model, start_phase, images) == "interrupted":
+            message = (f"training interrupted; best checkpoint {self.checkpoint} (export it with "
+                       f"`tagteller export --domain {self.domain.name} --checkpoint {self.checkpoint}`)")
+            return TrainResult(self.run_id, self.run_dir, "interrupted", ExitCode.INTERRUPTED, message)
+        self.history.finish("finished")
+        _draw_curves(self.run_dir, self.log)
+        exported = self.export(load_checkpoint(self.checkpoint), images, start.weights_text)
+        return self.install(exported, images.val_samples)
+
+    def decode(self) -> DecodedSplit:
+        """Decode both sides; record the counts in the history."""
+        from tagteller.sample_decoding import decode_samples
+
+        data, recipe, log = self.data, self.config.recipe, self.log
+        label_index = {label: i for i, label in enumerate(data.labels)}
+        log(f"decoding {len(data.train)} training and {len(data.val)} validation images at "
+            f"{recipe.input_size[0]}x{recipe.input_size[1]} {recipe.preprocessing.color_mode}")
+        train_images = decode_samples(data.train, label_index, recipe.input_size, recipe.preprocessing,
+                                      self.config.workers)
+        val_images = decode_samples(data.val, label_index, recipe.input_size, recipe.preprocessing, self.config.workers)
+        root = data.dataset.root
+        _list_problems(root, train_images.failures + val_images.failures, "skipped (unreadable)", log)
+        if len(train_images) == 0 or len(val_images) == 0:
+            raise DatasetError(f"{root}: no readable images on the {'training' if not len(train_images) else 'validation'} side")
+        self.history.data["counts"] = {
+            "train": len(train_images), "val": len(val_images), "feedback": data.feedback_count,
+            "skipped": len(data.skipped), "unreadable": len(train_images.failures) + len(val_images.failures),
+            "per_label_train": {label: int(n) for label, n in zip(data.labels, train_images.counts(len(data.labels)))},
+        }
+        self.history.save()
+        failed = {k for k, _ in val_images.failures}
+        return DecodedSplit(train_images, val_images, [s for s in data.val if s.key not in failed])
+
+    def resume_phase(self, start: StartingModel, images: DecodedSplit) -> int:
+        """The phase to start in: 0, or (resuming) the earlier run's last, after measuring the
+        earlier model on this split."""
+        from tagteller.train.model import predict_probabilities
+
+        resumed = start.resumed
+        if resumed is None:
+            return 0
+        start_phase = min(resumed.last_phase, len(self.config.recipe.phases) - 1)
+        predicted = predict_probabilities(start.model, images.val.images).argmax(1)
+        accuracy = float((predicted == images.val.labels).mean())
+        self.history.data["resumed_from"] = {"run_id": resumed.run_id, "checkpoint": str(resumed.checkpoint),
+                                             "val_accuracy_before": round(accuracy, 6), "start_phase": start_phase}
+        self.log(f"resuming from run {resumed.run_id} (its best val accuracy {resumed.best_val_accuracy:.4f}; "
+                 f"{accuracy:.4f} on this split), phase {start_phase}; --fresh starts over")
+        return start_phase
+
+    def fit(self, model: Any, start_phase: int, images: DecodedSplit) -> str:
+        """Run the phases (:mod:`~tagteller.train.loop`); the loop's status."""
+        from tagteller.train.loop import ScalarLog, TrainingLoop
+        from tagteller.train.pipeline import class_weights, evaluation_dataset, training_dataset
+
+        recipe, labels, seed = self.config.recipe, self.data.labels, self.config.seed
+        weights_for_classes = class_weights(images.train.labels, len(labels), recipe.class_weights)
+        if weights_for_classes:
+            self.log("classes are imbalanced: class weights " +
+                     ", ".join(f"{labels[i]} {w:.2f}" for i, w in weights_for_classes.items()))
+        if recipe.cached_views:
+            trained, train_ds, val_ds = _cached_prefix_inputs(model, recipe, images.train, images.val, len(labels),
+                                                              seed, self.log)
+        else:
+            trained = model
+            train_ds = training_dataset(images.train, len(labels), recipe.batch_size, recipe.augmentation, seed)
+            val_ds = evaluation_dataset(images.val, len(labels), max(recipe.batch_size, 64))
+        loop = TrainingLoop(trained, self.config, self.history, train_ds, val_ds, self.checkpoint, self.prompter,
+                            self.log, start_phase=start_phase, class_weight=weights_for_classes,
+                            scalars=ScalarLog(self.run_dir / runs.TENSORBOARD), saved_model=model)
+        return loop.run().status
+
+    def export(self, best_model: Any, images: DecodedSplit, weights_text: str) -> Exported:
+        """``best.keras`` to ``model.onnx`` (and a smaller copy with ``--quantize``)."""
+        from tagteller.train.export import INT8_CALIBRATION_IMAGES
+
+        config = self.config
+        training = training_summary(self.history.data, config.recipe, weights_text, self.data, config.command_line)
+        rng = np.random.default_rng(config.seed)
+        calibration = images.train.images[rng.permutation(len(images.train))[:INT8_CALIBRATION_IMAGES]]
+        gate_data = open_set_data(images.val.labels, images.train.images, config.unknown_data, config.recipe,
+                                  config.seed, self.log, config.workers)
+        return export_model(best_model, self.run_dir / runs.MODEL, self.domain.name, self.data.labels, config.recipe,
+                            training, self.run_id, images.val.images, images.val_samples, config.quantize,
+                            calibration, self.log, open_set=gate_data)
+
+    def install(self, exported: Exported, val_samples: Sequence[Sample]) -> TrainResult:
+        """Install the exported model when it passed parity and beats the one in use (or ``--force``)."""
+        from tagteller.install import decide_install, install_model
+
+        config, domain = self.config, self.domain
+        metrics = {**exported.metrics, "run_id": self.run_id, "model": str(exported.candidate)}
+        target = config.install_to or installed_model_path(domain.name)
+        if not exported.parity.passed:
+            metrics["install"] = {"install": False, "reason": "parity check failed", "target": str(target)}
+            _write_metrics(self.run_dir, metrics, self.history)
+            return TrainResult(self.run_id, self.run_dir, "refused", ExitCode.FAILED,
+                               f"not installed: the ONNX model does not match Keras ({exported.parity.describe()})",
+                               exported.model_path, None, metrics)
+        current = target if target.is_file() else None
+        if current is None and config.install_to is None and domain.model_path is not None and domain.model_path.is_file():
+            current = domain.model_path  # the shipped model is what `scan` uses now
+        decision = decide_install(exported.measurement, current, val_samples, config.force)
+        metrics["install"] = {**decision.as_dict(), "target": str(target)}
+        if decision.install:
+            install_model(exported.candidate, target)
+            message = f"installed {target} ({decision.reason})"
+            outcome_name, installed = "installed", target
+        else:
+            message = f"kept the model in use: {decision.reason}; the new one is {exported.candidate}"
+            outcome_name, installed = "kept", None
+        _write_metrics(self.run_dir, metrics, self.history)
+        return TrainResult(self.run_id, self.run_dir, outcome_name, ExitCode.OK, message, exported.candidate, installed,
+                           metrics)
 
 
 def _cached_prefix_inputs(model: Any, recipe: Recipe, train_images: Any, val_images: Any, num_classes: int,
