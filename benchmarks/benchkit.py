@@ -18,7 +18,18 @@ Owns what every benchmark needs and nothing a single benchmark measures:
   ``ru_maxrss``: the peak of the process, or of its largest waited-for descendant), through a
   small launcher so that the benchmark script's own memory is not counted;
 - the **machine** description (cores, CPU model, vector flags, load) and appending a dated
-  section with the command and the table to ``BENCHMARKS.md``.
+  section with the command and the table to ``BENCHMARKS.md``;
+- **timing statistics** over repeated measurements (:func:`repeats`).
+
+pyperf (the ``[dev]`` extra) provides the machine metadata (CPU model, frequency and
+configuration, platform, ASLR, Python build: what ``python -m pyperf metadata`` prints) and the
+statistics over repeated values (:func:`repeats` returns a ``pyperf.Benchmark``: median, mean,
+standard deviation). Its ``Runner`` is not used: it times a Python function or statement in
+worker processes that re-run the benchmark script with its own command line, calibrating loops
+per value. What these scripts measure does not have that shape: a whole ``tagteller`` process
+from spawn to exit with its peak RSS (through the launcher below, so that the parent's memory is
+not charged), throughput over a folder of photos as one long run, and both sides of a comparison
+interleaved run by run on the same machine state; ``--quick`` needs exactly one run.
 
 The cache folder is ``$TAGTELLER_BENCH_CACHE``, else ``<tmp>/tagteller-bench``; ``--cache``
 overrides both.
@@ -148,17 +159,32 @@ def other_load(since: tuple[float, float, float]) -> float:
     return max(0.0, ((busy1 - busy0) - (own1 - own0)) / max(wall1 - wall0, 1e-9))
 
 
+#: The pyperf metadata kept in :func:`machine` (``python -m pyperf metadata`` shows them all).
+PYPERF_METADATA = ("cpu_model_name", "cpu_count", "cpu_freq", "cpu_config", "platform", "aslr",
+                   "python_implementation", "python_version", "python_compiler", "boot_time")
+
+
+def pyperf_metadata() -> dict[str, Any]:
+    """The machine and Python metadata pyperf collects for a run (its public API collects them
+    with a run only: one placeholder value, dropped)."""
+    import pyperf
+
+    collected = pyperf.Run([1.0], metadata={"name": "machine"}, collect_metadata=True).get_metadata()
+    return {key: collected[key] for key in PYPERF_METADATA if key in collected}
+
+
 def machine() -> dict[str, Any]:
-    """Cores, CPU model, vector flags, memory, load and library versions; also starts the
-    measurement of what other processes use while the benchmark runs (see :func:`record`)."""
-    model, flags = platform.processor() or "unknown", set()
+    """Cores, CPU model, vector flags, memory, load and library versions, with pyperf's
+    metadata; also starts the measurement of what other processes use while the benchmark runs
+    (see :func:`record`)."""
+    metadata = pyperf_metadata()
+    model, flags = metadata.get("cpu_model_name") or platform.processor() or "unknown", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key.strip() == "model name" and model in ("unknown", "", platform.processor()):
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
+            if key.strip() == "flags":
                 flags = set(value.split())
+                break
     except OSError:
         pass
     try:
@@ -184,6 +210,7 @@ def machine() -> dict[str, Any]:
         "load": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
         "versions": {"numpy": numpy.__version__, "Pillow": PIL.__version__, "onnxruntime": onnxruntime.__version__},
+        "pyperf": metadata,
         "cpu_snapshot": cpu_snapshot(),
     }
 
@@ -191,8 +218,13 @@ def machine() -> dict[str, Any]:
 def describe_machine(m: dict[str, Any]) -> str:
     load = "n/a" if m["load"] is None else ", ".join(f"{v:.2f}" for v in m["load"])
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+    extra = m.get("pyperf", {})
+    details = "".join(f", {label} {extra[key]}" for key, label in
+                      (("cpu_freq", "CPU frequency"), ("cpu_config", "CPU config"), ("aslr", "ASLR"))
+                      if extra.get(key))
     return (f"{m['cores']} cores ({m['cpu']}), flags: {' '.join(m['flags']) or 'none of ' + '/'.join(VECTOR_FLAGS[:4])}, "
-            f"{m['memory_gb']} GB RAM, load average {load} at the start; Python {m['python']}, {versions}")
+            f"{m['memory_gb']} GB RAM, load average {load} at the start; Python {m['python']}, {versions}"
+            + (f"; {extra['platform']}" if extra.get("platform") else "") + details)
 
 
 # -- results ----------------------------------------------------------------------------------
@@ -225,7 +257,7 @@ def record(args: argparse.Namespace, title: str, headers: Sequence[str], rows: S
     others = other_load(m["cpu_snapshot"])
     busy = others >= BUSY_CORES
     quiet = (f"other processes used {others:.2f} cores on average during the run"
-             + (f": **the machine was busy, these figures are not clean; rerun when it is quiet**" if busy else
+             + (": **the machine was busy, these figures are not clean; rerun when it is quiet**" if busy else
                 " (quiet)"))
     parts = [f"### {title}{' (quick: tiny inputs, figures not meaningful)' if args.quick else ''}", "",
              f"- date: {when}",
@@ -316,8 +348,14 @@ def quiet_tf_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def median(values: Sequence[float]) -> float:
-    return float(statistics.median(values))
+def repeats(name: str, values: Sequence[float], unit: str = "second") -> Any:
+    """Repeated measurements (each > 0) of one thing as a ``pyperf.Benchmark``: ``.median()``,
+    ``.mean()``, ``.stdev()`` (two values or more). ``unit``: pyperf's ``second``, ``byte``, or
+    ``integer`` for anything else (e.g. images/s)."""
+    import pyperf
+
+    return pyperf.Benchmark([pyperf.Run(list(values), metadata={"name": name, "unit": unit},
+                                        collect_metadata=False)])
 
 
 def has_tensorflow() -> bool:
@@ -606,7 +644,7 @@ def ensure_photos(args: argparse.Namespace, count: int, longest: tuple[int, int]
             if (existing / "complete.json").is_file() else 0
         if have > count:
             folder.mkdir(parents=True, exist_ok=True)
-            for i, name in enumerate(names):
+            for name in names:
                 if not name.is_file():
                     try:
                         os.link(existing / name.name, name)

@@ -73,23 +73,26 @@ def main() -> int:
 
     walls = {name: [r.wall_s for r in rs] for name, rs in runs.items()}
     rss = {name: [r.peak_rss_mb for r in rs] for name, rs in runs.items()}
+    median_wall = {name: benchkit.repeats(f"{name}: wall", w).median() for name, w in walls.items()}
+    median_rss = {name: benchkit.repeats(f"{name}: peak RSS (MB)", r, unit="integer").median()
+                  for name, r in rss.items()}
     ours = "tagteller scan"
     rows = []
     for name in sides:
-        rows.append([name, f"{benchkit.median(walls[name]):.3f}", f"{min(walls[name]):.3f}",
-                     f"{benchkit.median(rss[name]):.0f}", len(walls[name])])
+        rows.append([name, f"{median_wall[name]:.3f}", f"{min(walls[name]):.3f}",
+                     f"{median_rss[name]:.0f}", len(walls[name])])
     notes = [f"photo: {benchkit.describe_photos([photo])}; model: {model.describe()}",
              "wall: spawn to exit of the whole process; peak RSS: ru_maxrss of the process (os.wait4); "
              "each side had one unmeasured warm-up run" + (" (skipped: --quick)" if args.quick else "")]
     verdicts = {}
-    ours_wall = benchkit.median(walls[ours])
-    ours_rss = benchkit.median(rss[ours])
+    ours_wall = median_wall[ours]
+    ours_rss = median_rss[ours]
     verdicts["scan under 0.5 s"] = ours_wall < TARGET_WALL_S
     verdicts["scan peak RSS under 250 MB"] = ours_rss < TARGET_RSS_MB
     seed_name = "seed-style (TF + Keras predict)"
     if seed_name in walls:
-        ratio = benchkit.median(walls[seed_name]) / ours_wall
-        rss_ratio = benchkit.median(rss[seed_name]) / ours_rss
+        ratio = median_wall[seed_name] / ours_wall
+        rss_ratio = median_rss[seed_name] / ours_rss
         rows.append(["ratio seed-style / tagteller", f"{ratio:.1f}x", "", f"{rss_ratio:.1f}x", ""])
         verdicts[">= 10x faster than seed-style"] = ratio >= TARGET_RATIO
     else:

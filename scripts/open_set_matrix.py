@@ -84,7 +84,7 @@ def main() -> int:
         started = time.perf_counter()
         list(engine.scan(models[source_name], [s.source for s in samples], top_k=1))
         one_seconds += time.perf_counter() - started
-        for r, s in zip(results, samples):
+        for r in results:
             answer = "unknown" if r.unknown else r.domain
             confusion.setdefault(source_name, {}).setdefault(answer, 0)
             confusion[source_name][answer] += 1

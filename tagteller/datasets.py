@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from tagteller.errors import DatasetError, InvalidNameError
 from tagteller.imaging import IMAGE_EXTENSIONS  # the one list (re-exported here for layouts' users)
@@ -74,9 +75,6 @@ class Dataset:
     def label_index(self) -> dict[str, int]:
         return {label: i for i, label in enumerate(self.labels)}
 
-    def subset(self, name: str) -> list[Sample]:
-        return [s for s in self.samples if s.subset == name]
-
     def fingerprint(self) -> str:
         """sha256 over every sample's key, label and content: changes when the data changes."""
         h = hashlib.sha256()
@@ -105,7 +103,8 @@ def _file_digest(path: Path) -> str:
 class DatasetLayout(Protocol):
     """A dataset layout: ``kind``, ``load(root, labels)`` and ``describe()``."""
 
-    kind: str
+    @property
+    def kind(self) -> str: ...
 
     def load(self, root: Path, labels: Sequence[str] | None = None) -> Dataset: ...
 
@@ -216,7 +215,7 @@ def read_idx(path: Path) -> np.ndarray:
         raise DatasetError(f"{path}: cannot read idx file: {exc}") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise DatasetError(f"{path}: not an idx file (bad magic number)")
-    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    dtypes: dict[int, DTypeLike] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     if data[2] not in dtypes:
         raise DatasetError(f"{path}: unsupported idx data type 0x{data[2]:02x}")
     ndim = data[3]

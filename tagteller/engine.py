@@ -281,7 +281,7 @@ class LoadedModel:
             probs, scores = self.predict_with_scores(batch)
             steps[INFERENCE] = (time.perf_counter() - started) * 1000
             return probs, scores, self.info.labels
-        probs, scores, embeddings = self._run(batch, with_scores=self.ood_name is not None, with_embedding=True)
+        probs, scores, embeddings = self._run_with_embedding(batch, with_scores=self.ood_name is not None)
         ran = time.perf_counter()
         probs, scores = scorer.apply(probs, scores, self.info.ood_threshold, embeddings)
         steps[INFERENCE] = (ran - started) * 1000
@@ -292,7 +292,13 @@ class LoadedModel:
         """The model's embedding ``(N, D)`` of a float32 batch (ModelError when it has none)."""
         if self.embedding_name is None:
             raise ModelError(f"{self.path}: the model has no embedding output")
-        return self._run(batch, with_scores=False, with_embedding=True)[2]
+        return self._run_with_embedding(batch, with_scores=False)[2]
+
+    def _run_with_embedding(self, batch: np.ndarray,
+                            with_scores: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        probs, scores, embeddings = self._run(batch, with_scores, with_embedding=True)
+        assert embeddings is not None  # _run returns them whenever with_embedding is set
+        return probs, scores, embeddings
 
     def _run(self, batch: np.ndarray, with_scores: bool,
              with_embedding: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -577,7 +583,7 @@ class Engine:
                                             None if scores is None else scores[row], labels)
                         for step, ms in batch_ms.items():
                             spent[j][step] = spent[j].get(step, 0.0) + ms / len(decoded)
-            answers = [combine(per_model) for per_model in done]  # type: ignore[arg-type] - all filled
+            answers = [combine(per_model) for per_model in done]  # type: ignore[arg-type]  # all filled by now
             for answered, steps in zip(answers, spent):
                 answered.timing_ms = steps
             return answers

@@ -97,8 +97,8 @@ class EpochDirector:
         if decision.action not in ("continue", "next_phase", "stop"):
             raise ValueError(f"stopping policy answered {decision.action!r}; expected continue, next_phase or stop")
         if decision.action == "continue" and self.phase_epochs >= self.phase.epochs:
-            move_on = "next_phase" if self.has_next_phase() else "stop"
-            return Decision(move_on, f"phase '{self.phase.name}' ran its {self.phase.epochs} epochs")
+            return Decision("next_phase" if self.has_next_phase() else "stop",
+                            f"phase '{self.phase.name}' ran its {self.phase.epochs} epochs")
         return decision
 
     def _ask(self, situation: str) -> Decision:

@@ -46,7 +46,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from tagteller.errors import InvalidNameError, ModelError
 from tagteller.names import validate_domain_name, validate_labels
@@ -167,7 +167,7 @@ _PREPROCESSING_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

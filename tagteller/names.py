@@ -118,7 +118,7 @@ def validate_labels(labels: object) -> tuple[str, ...]:
     """Validate a sequence of labels: each valid, no duplicates, at least two."""
     if isinstance(labels, str) or not hasattr(labels, "__iter__"):
         raise InvalidNameError("labels must be a list of names")
-    out = tuple(validate_label(label) for label in labels)  # type: ignore[union-attr]
+    out = tuple(validate_label(label) for label in labels)
     if len(out) < 2:
         raise InvalidNameError(f"a classifier needs at least two labels, got {list(out)}")
     seen: set[str] = set()

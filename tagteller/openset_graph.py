@@ -314,14 +314,15 @@ def add_open_set(proto: Any, val_images: np.ndarray, val_labels: np.ndarray, own
     model's ``preprocessing`` (a :class:`tagteller.preprocessing.Preprocessing`), the generated
     unknowns reach the gate as the engine would decode them."""
     heads = find_heads(proto)
-    shape = tuple(int(d) for d in val_images.shape[1:])
+    height, width, channels = (int(d) for d in val_images.shape[1:])
+    shape = (height, width, channels)
     generated, _ = synthetic(SYNTHETIC_TRAIN, shape, preprocessing, seed)
     negatives = np.concatenate([np.asarray(unknown_images, np.float32).reshape(-1, *shape), generated])
-    val_features, val_logits = features_and_logits(proto, heads, val_images)
+    val_features, val_logits_only = features_and_logits(proto, heads, val_images)
     own_features, _ = features_and_logits(proto, heads, own_images)
     unknown_features, _ = features_and_logits(proto, heads, negatives)
     labels = np.asarray(val_labels, int)
-    val_logits = [val_logits]
+    val_logits = [val_logits_only]  # one branch: the model as it is
     temperature = openset.fit_temperature(val_logits, labels)
     calibration = {
         "temperature": round(temperature, 6),

@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -195,6 +195,12 @@ def call_each(hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
     return results
 
 
+def _stager(staged: list[tuple]) -> Callable[..., None]:
+    """A ``register(*args)`` that stages its calls in ``staged`` (bound now, so that a plugin
+    calling it after its hook returned never adds to another plugin's calls)."""
+    return lambda *args: staged.append(args)
+
+
 def _collect(hook_name: str, add: Callable[[str, tuple], None]) -> None:
     """Call a ``register_*`` hook per plugin; entries are only kept if the whole hook succeeded."""
     load_plugins()
@@ -202,7 +208,7 @@ def _collect(hook_name: str, add: Callable[[str, tuple], None]) -> None:
     for impl in caller.get_hookimpls():  # registration order: built-ins first
         staged: list[tuple] = []
         try:
-            impl.function(register=lambda *args: staged.append(args))
+            impl.function(register=_stager(staged))
         except Exception as exc:  # noqa: BLE001
             warn_failure(PluginFailure(impl.plugin_name, hook_name, describe_error(exc)))
             continue
@@ -248,7 +254,8 @@ def get_domain(name: str) -> Any:
     return all_domains[name]
 
 
-def _named_callables(hook_name: str, what: str, builtins: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
+def _named_callables(hook_name: str, what: str,
+                     builtins: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
     """Collect ``register(name, callable)`` calls of a hook; a taken name or a bad call is that
     plugin's failure."""
     found = dict(builtins)

@@ -349,7 +349,7 @@ def parse_price_csv(text: str, where: str, default_currency: str = DEFAULT_CURRE
     index = {name: header.index(name) for name in COLUMNS if name in header}
     seen_at: dict[str, int] = {}
     for row in reader:
-        line = reader.line_num
+        line_number = reader.line_num
         if not any(cell.strip() for cell in row):
             continue
 
@@ -373,9 +373,9 @@ def parse_price_csv(text: str, where: str, default_currency: str = DEFAULT_CURRE
             if label in seen_at:
                 raise PriceError(f"label {label!r} already appears on line {seen_at[label]}")
         except TagtellerError as exc:
-            out.problems.append(f"{where}:{line}: {exc}")
+            out.problems.append(f"{where}:{line_number}: {exc}")
             continue
-        seen_at[label] = line
+        seen_at[label] = line_number
         out.entries[label] = entry
     return out
 
@@ -590,11 +590,6 @@ class PriceBook:
         amount = parse_amount(paid, "price paid")
         typical = self.lookup(label, currency)
         return compare(amount, typical) if typical is not None else None
-
-
-def lookup_price(domain: str, label: str, currency: str | None = None) -> PriceRange | None:
-    """The typical range for ``label`` in ``domain``: the user's list, else plugin sources."""
-    return PriceBook(domain).lookup(label, currency)
 
 
 def deal_for(domain: str, label: str, paid: object, currency: str | None = None) -> Deal | None:

@@ -67,5 +67,5 @@ def decode_samples(samples: Sequence[Sample], label_index: dict[str, int], size:
             if progress is not None and (done % 512 == 0 or done == len(samples)):
                 progress(done, len(samples))
     keep = np.flatnonzero(ok)
-    labels = np.array([label_index[samples[i].label] for i in keep], dtype=np.int32)
-    return DecodedImages(out[keep], labels, [samples[i].key for i in keep], failures)
+    labels = np.array([label_index[samples[int(i)].label] for i in keep], dtype=np.int32)
+    return DecodedImages(out[keep], labels, [samples[int(i)].key for i in keep], failures)

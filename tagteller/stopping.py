@@ -117,11 +117,11 @@ class TargetPlateauPolicy:
                 return Decision("stop", f"time budget {self.time_budget_s:.0f}s: another epoch "
                                         f"(~{last_epoch:.0f}s) would not fit after {state.elapsed_s:.0f}s")
         phase = [r for r in history if r.phase == state.phase]
-        move_on = "next_phase" if state.has_next_phase else "stop"
+        move_on: Action = "next_phase" if state.has_next_phase else "stop"
         if self.max_epochs_per_phase is not None and len(phase) >= self.max_epochs_per_phase:
             return Decision(move_on, f"phase {state.phase}: {len(phase)} epochs (its maximum)")
         if plateaued(phase, self.patience, self.min_delta):
-            action = move_on if self.on_plateau == "next_phase" else "stop"
+            action: Action = move_on if self.on_plateau == "next_phase" else "stop"
             best = max(r.val_accuracy for r in phase)
             return Decision(
                 action,

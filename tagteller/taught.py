@@ -422,12 +422,12 @@ def embed_sources(model: Any, sources: Sequence[Any]) -> tuple[list[np.ndarray |
         except MemoryError:
             arrays.append(None)
             errors.append("out of memory while decoding")
-    good = [i for i, a in enumerate(arrays) if a is not None]
+    good = [(i, a) for i, a in enumerate(arrays) if a is not None]
     out: list[np.ndarray | None] = [None] * len(sources)
     for start in range(0, len(good), EMBED_BATCH):
         chunk = good[start:start + EMBED_BATCH]
-        vectors = model.embed(np.stack([arrays[i] for i in chunk]))
-        for i, vec in zip(chunk, vectors):
+        vectors = model.embed(np.stack([a for _, a in chunk]))
+        for (i, _), vec in zip(chunk, vectors):
             out[i] = np.asarray(vec, np.float32)
     return out, errors
 

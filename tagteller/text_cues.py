@@ -291,9 +291,6 @@ class SecondOpinion:
         self.cues_by_domain = dict(cues_by_domain)
         self.reader = reader or TextReader()
 
-    def wants(self, domain: str) -> bool:
-        return domain in self.cues_by_domain
-
     def apply(self, result: Any, source: Any) -> str | None:
         """Read ``source`` for ``result`` (a :class:`~tagteller.engine.ScanResult`) and update its
         ``text`` and ``text_match`` (and answer) in place. Returns None, or why the text could not

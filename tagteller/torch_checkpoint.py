@@ -236,7 +236,8 @@ def write_legacy_checkpoint(state: Mapping[str, np.ndarray], path: str | os.Path
         body.write(pickle.MARK)
         _emit(("storage", _Global("torch", _STORAGE_OF_DTYPE[np.dtype(little)]), key, "cpu", int(array.size)), body)
         body.write(pickle.BINPERSID)
-        for arg in (0, tuple(int(d) for d in array.shape), stride, False, {}):
+        args: tuple[object, ...] = (0, tuple(int(d) for d in array.shape), stride, False, {})
+        for arg in args:
             _emit(arg, body)
         body.write(pickle.TUPLE + pickle.REDUCE)
     body.write(pickle.SETITEMS + pickle.STOP)

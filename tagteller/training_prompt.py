@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import IO, Literal, Protocol
+from typing import IO, Literal, Protocol, TextIO
 
 from rich.console import Console
 from rich.prompt import IntPrompt, Prompt
@@ -50,7 +50,7 @@ class ConsolePrompter:
 
     interactive = True
 
-    def __init__(self, console: Console | None = None, stream: IO[str] | None = None) -> None:
+    def __init__(self, console: Console | None = None, stream: TextIO | None = None) -> None:
         self.console = console or Console(stderr=True, highlight=False)
         self.stream = stream
 

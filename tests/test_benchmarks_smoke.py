@@ -5,7 +5,7 @@ under the test's temporary folder (never BENCHMARKS.md). The figures are not che
 (these are not timed tests): what is checked is that each script finishes, appends a section
 with its command, machine and table, and that the numbers it records hang together (the bound
 is computed from the decode and inference rates as documented). Scripts that need tensorflow
-are skipped without it; ``limit.py`` and ``run_all.py`` run without it on a model built here.
+are marked ``train`` (skipped without it); ``limit.py`` and ``run_all.py`` run without it on a model built here.
 """
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.builders import colour_model
-from tests.conftest import REPO, requires_tf
+from tests.conftest import REPO
 
 BENCH = REPO / "benchmarks"
 
@@ -117,7 +116,7 @@ def test_synthetic_photos_when_no_shared_datasets(workspace, monkeypatch):
     assert "synthetic" in str(photos[0].parent)
 
 
-@requires_tf
+@pytest.mark.train  # the script runs tensorflow in its own process
 def test_cold_start(workspace):
     run_script(workspace, "cold_start.py")
     section, figures = last_section(workspace, "Cold start")
@@ -127,7 +126,7 @@ def test_cold_start(workspace):
     assert all(r > 10 for rss in figures["rss_mb"].values() for r in rss)  # a Python process, in MB
 
 
-@requires_tf
+@pytest.mark.train  # the script runs tensorflow in its own process
 def test_folder_throughput(workspace):
     run_script(workspace, "folder_throughput.py")
     section, figures = last_section(workspace, "Folder throughput")
@@ -136,7 +135,7 @@ def test_folder_throughput(workspace):
     assert ">= 4x the Keras pipeline" in figures["verdicts"]
 
 
-@requires_tf
+@pytest.mark.train  # the script runs tensorflow in its own process
 def test_training_input(workspace):
     run_script(workspace, "training_input.py", timeout=180)
     section, figures = last_section(workspace, "Training input")
@@ -144,7 +143,7 @@ def test_training_input(workspace):
     assert len(figures["ours_s"]) == 1 and all(len(t) == 1 for t in figures["theirs_s"].values())
 
 
-@requires_tf
+@pytest.mark.train  # the script runs tensorflow in its own process
 def test_int8(workspace):
     run_script(workspace, "int8.py")
     section, figures = last_section(workspace, "int8 against fp32")

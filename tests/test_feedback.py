@@ -17,13 +17,12 @@ import tagteller
 from tagteller import feedback, plugins
 from tagteller.cli import build_app
 from tagteller.datasets import Dataset, Sample, stratified_split
-from tagteller.domain import Domain
 from tagteller.errors import ImageError, InvalidNameError
 from tagteller.feedback import LabelRefusedError, feedback_samples, feedback_stats, file_image
 from tagteller.imaging import prepare
 from tagteller.paths import feedback_dir
 from tagteller.preprocessing import Preprocessing
-from tests.builders import RGB_LABELS, colour_model, solid_image, register_thrift_domains
+from tests.builders import RGB_LABELS, solid_image, register_thrift_domains
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Smaller model files: float16-stored weights (:func:`tagteller.train.export.half_precision_weights`).
 
-Needs onnx (the ``[dev]`` and ``[train]`` extras), not tensorflow: the export module imports
-tensorflow only inside the functions that convert from Keras.
+Needs the ``[train]`` extra: the export module imports keras (through ``tagteller.train.model``)
+when it is imported, so these tests are marked ``train``.
 """
 
 from __future__ import annotations

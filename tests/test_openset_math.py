@@ -150,7 +150,7 @@ def test_ece_noise_floor_is_what_a_calibrated_model_scores_and_shrinks_with_more
     assert floor_large < 0.02 < floor_small < 0.2
     # a model that is calibrated by construction scores about its floor
     scores = []
-    for draw in range(40):
+    for _ in range(40):
         correct = rng.random(60) < small
         probs = np.stack([small, 1 - small], axis=1)
         labels = np.where(correct, 0, 1)

@@ -42,7 +42,7 @@ def _requirement_names(requirements: list[str]) -> set[str]:
     return {re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0].strip().lower().replace("_", "-") for req in requirements}
 
 
-#: Modules the tests import only under ``requires_tf`` (the [train] extra), and what provides
+#: Modules the tests import only in ``train``-marked tests (the [train] extra), and what provides
 #: modules no requirement names directly.
 TRAIN_ONLY_MODULES = {"tensorflow", "keras", "h5py", "tf2onnx"}
 PROVIDED_BY = {"PIL": "pillow", "sklearn": "scikit-learn", "requests": "pooch", "python_multipart": "python-multipart",

@@ -21,7 +21,6 @@ from typer.testing import CliRunner
 
 from tagteller import plugins
 from tagteller.cli import build_app
-from tagteller.errors import InvalidNameError
 from tests.builders import colour_model
 
 TAGTELLER = Path(sys.executable).parent / "tagteller"
@@ -163,7 +162,7 @@ def test_broken_plugins_in_a_real_process(site, green_photo, tmp_path):
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["label"] == "green"
-    for name, (stage, words) in EXPECTED_FAILURES.items():
+    for name, (stage, _words) in EXPECTED_FAILURES.items():
         assert f"warning: plugin {name!r} failed in {stage}: " in proc.stderr, name
     assert "register_domains: domain 'shoes' is already registered by plugin " in proc.stderr
     assert "Traceback" not in proc.stderr

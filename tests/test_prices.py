@@ -17,9 +17,8 @@ from typer.testing import CliRunner
 import tagteller
 from tagteller import plugins, prices
 from tagteller.cli import build_app
-from tagteller.domain import Domain
-from tagteller.prices import PriceError, PriceRange, compare, deal_for, lookup_price, parse_amount
-from tests.builders import RGB_LABELS, colour_model, solid_image, register_thrift_domains
+from tagteller.prices import PriceBook, PriceError, PriceRange, compare, deal_for, parse_amount
+from tests.builders import solid_image, register_thrift_domains
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_PLUGIN = REPO / "docs" / "examples" / "price_plugin"
@@ -221,7 +220,7 @@ def test_template_labels_its_example_and_imports_nothing_unfilled(domains, tmp_p
     # filled in, the same file imports; its leading comments are kept in the stored list
     template.write_text(template.read_text(encoding="utf-8").replace("cat,,,EUR,", "cat,3,8,EUR,"), encoding="utf-8")
     assert run("prices", "import", "-d", "thrift-fixed", template).exit_code == 0
-    assert lookup_price("thrift-fixed", "cat") == PriceRange("3", "8", "EUR", source=prices.USER_SOURCE)
+    assert PriceBook("thrift-fixed").lookup("cat") == PriceRange("3", "8", "EUR", source=prices.USER_SOURCE)
     assert run("prices", "set", "-d", "thrift-fixed", "dog", "4", "9").exit_code == 0
     assert prices.price_list_path("thrift-fixed").read_text(encoding="utf-8").count("# EXAMPLE ONLY") == 0
     generic = run("prices", "template").stdout.splitlines()  # no domain: header only, example in a comment
@@ -233,8 +232,8 @@ def test_a_hand_edited_list_with_a_bad_row(domains):
     path.parent.mkdir(parents=True)
     path.write_text("# my thrift prices\nlabel,low,high,currency,note\nred,5,9,EUR,\ngreen,lots,9,EUR,\n",
                     encoding="utf-8")
-    assert lookup_price("thrift-colours", "red") == PriceRange("5", "9", "EUR", source=prices.USER_SOURCE)
-    assert lookup_price("thrift-colours", "green") is None
+    assert PriceBook("thrift-colours").lookup("red") == PriceRange("5", "9", "EUR", source=prices.USER_SOURCE)
+    assert PriceBook("thrift-colours").lookup("green") is None
     result = run("prices", "list", "-d", "thrift-colours")
     assert result.exit_code == 0 and f"warning: {path}:4: low 'lots' is not a number" in result.stderr
     result = run("prices", "set", "-d", "thrift-colours", "blue", "1", "2")
@@ -271,24 +270,24 @@ def test_example_plugin_source_and_the_user_list_overriding_it(monkeypatch, tmp_
     assert rows["example-prices"]["hooks"] == ["register_price_sources"]
     assert rows["example-prices"]["package"] == "tagteller-example-prices"
 
-    found = lookup_price("clothing-tags", "adidas")
+    found = PriceBook("clothing-tags").lookup("adidas")
     assert found == PriceRange("10", "20", "EUR", source="example-prices (made-up example values)",
                                note="example value, not a real price")
-    assert lookup_price("clothing-tags", "puma") is None
+    assert PriceBook("clothing-tags").lookup("puma") is None
     result = run("prices", "lookup", "--domain", "clothing-tags", "adidas", "--price", "4")
     assert result.exit_code == 0
     assert result.stdout.splitlines() == ["typical 10-20 EUR, you pay 4: about 73% below",
                                           "source: example-prices (made-up example values)"]
     # the plugin's nike range is in USD: asking in EUR finds nothing, in USD finds it
-    assert lookup_price("clothing-tags", "nike", currency="EUR") is None
-    assert lookup_price("clothing-tags", "nike", currency="usd").currency == "USD"
+    assert PriceBook("clothing-tags").lookup("nike", currency="EUR") is None
+    assert PriceBook("clothing-tags").lookup("nike", currency="usd").currency == "USD"
 
     assert run("prices", "set", "-d", "clothing-tags", "adidas", "25", "40").exit_code == 0
-    mine = lookup_price("clothing-tags", "adidas")
+    mine = PriceBook("clothing-tags").lookup("adidas")
     assert (mine.low, mine.high, mine.source) == (Decimal(25), Decimal(40), prices.USER_SOURCE)
     assert deal_for("clothing-tags", "adidas", "4").text == "typical 25-40 EUR, you pay 4: about 88% below"
     # the user's range is in EUR; asked for USD the plugin's answer is used only if it has one in USD
-    assert lookup_price("clothing-tags", "adidas", currency="USD") is None
+    assert PriceBook("clothing-tags").lookup("adidas", currency="USD") is None
     listed = json.loads(run("prices", "list", "--json").stdout)
     assert listed["plugin_sources"] == ["example-prices"]
 

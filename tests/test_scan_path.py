@@ -9,7 +9,6 @@ import io
 import json
 import re
 import time
-from pathlib import Path
 
 import pytest
 from PIL import Image

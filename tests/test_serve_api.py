@@ -854,7 +854,7 @@ def test_typical_price_set_from_the_api_is_the_cli_price_list(client):
                     "path": str(prices.price_list_path("colours")),
                     "message": "red: typical 60-90 EUR, saved in your price list"}
     # The very list `tagteller prices` edits and scans read.
-    assert prices.lookup_price("colours", "red") == prices.PriceRange("60", "90", "EUR", "your price list",
+    assert prices.PriceBook("colours").lookup("red") == prices.PriceRange("60", "90", "EUR", "your price list",
                                                                       "from my phone")
     listed = CliRunner().invoke(build_app(), ["prices", "list", "--domain", "colours"])
     assert "red" in listed.output and "60-90 EUR" in listed.output

@@ -350,7 +350,7 @@ def test_price_after_the_photo_and_a_typical_price_set_on_the_page(page, server_
     expect(page.locator("#typical-status")).to_have_text("Red: typical 60-90 EUR, saved in your price list.")
     expect(page.locator("#deal-text")).to_have_text("typical 60-90 EUR, you pay 12.50: about 83% below")
     expect(page.locator("#deal")).to_have_attribute("data-position", "below")
-    stored = prices.lookup_price("colours", "red")
+    stored = prices.PriceBook("colours").lookup("red")
     assert (stored.low, stored.high, stored.currency, stored.source) == (Decimal(60), Decimal(90), "EUR",
                                                                          "your price list")
     # Another price, then a currency the list does not have: each re-checks the answer shown.
@@ -365,7 +365,7 @@ def test_price_after_the_photo_and_a_typical_price_set_on_the_page(page, server_
     page.fill("#typical-high", "3")
     page.click("#typical-save")
     expect(page.locator("#typical-status")).to_contain_text("Could not save: low '1,5': use '.' as the decimal point")
-    assert prices.lookup_price("colours", "red", "USD") is None
+    assert prices.PriceBook("colours").lookup("red", "USD") is None
     page.fill("#price", "")
     expect(page.locator("#deal")).to_be_hidden()
     assert sum("/v1/scan" in r.url for r in sent) == 1  # one photo, one scan

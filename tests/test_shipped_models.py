@@ -58,7 +58,6 @@ def test_generated_noise_and_flat_images_are_unknown(domain):
     assert unknown >= 0.9, f"{domain}: only {unknown:.0%} of generated images answered unknown"
 
 
-@pytest.mark.shared
 @pytest.mark.parametrize("domain", [d for d in SHIPPED if d != "apparel"])  # apparel: 10,000 images, see MODELS.md
 def test_own_validation_images_are_accepted(domain):
     data_dir = shared_dataset(DATASETS[domain])

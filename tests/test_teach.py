@@ -81,9 +81,10 @@ def varied(colour, count: int, seed: int, spread: float = 12.0) -> np.ndarray:
     return np.clip(np.asarray(colour, np.float32) + rng.normal(0, spread, (count, 3)), 0, 255)
 
 
-def paint_model(path: Path, mix=np.eye(3), version="1", references=True, labels=LABELS) -> Path:
-    """Write the paint model with class references from 20 generated validation photos per class."""
-    proto = paint_graph(mix)
+def paint_model(path: Path, mix=None, version="1", references=True, labels=LABELS) -> Path:
+    """Write the paint model with class references from 20 generated validation photos per class
+    (``mix``: the colour mixing matrix, the identity by default)."""
+    proto = paint_graph(np.eye(3) if mix is None else mix)
     info = ModelInfo(domain="paints", labels=tuple(labels), height=SIZE[0], width=SIZE[1], color_mode="RGB",
                      preprocessing=Preprocessing(), model_version=version,
                      open_set={"output": "ood_score", "threshold": THRESHOLD, "embedding_output": "embedding"})

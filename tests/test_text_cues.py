@@ -308,7 +308,7 @@ def test_scan_read_text_overrides_the_image_and_leaves_a_plain_photo_alone(ocr, 
 
     result = run("scan", "--domain", "brands", "--read-text", "-f", "jsonl", str(folder))
     assert result.exit_code == 1  # the broken file; the rest carried on
-    records = {Path(r["file"]).name: r for r in map(json.loads, [l for l in result.output.splitlines() if l.startswith("{")])}
+    records = {Path(r["file"]).name: r for r in map(json.loads, [line for line in result.output.splitlines() if line.startswith("{")])}
     nike = records["1-nike.jpg"]
     assert nike["label"] == "nike" and nike["text_match"]["overrode"] is True and nike["top"][0]["label"] == "adidas"
     assert "nike" in normalise_text(nike["text"])

@@ -16,12 +16,10 @@ import pytest
 from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
-import tagteller
 from tests.builders import DomainsPlugin
 from tagteller import CsvManifestLayout, Domain, FolderLayout, IdxLayout, Phase, Recipe, TargetPlateauPolicy
 from tagteller import plugins
 from tagteller.datasets import stratified_split, write_idx
-from tests.conftest import requires_tf
 
 LABELS = ("red", "green", "blue")
 TINTS = {"red": (205, 55, 50), "green": (50, 185, 70), "blue": (45, 75, 210)}
@@ -198,7 +196,6 @@ def test_csv_split_keeps_groups_together(tmp_path):
 
 # -- decoding and augmentation ----------------------------------------------------------------
 
-@requires_tf
 def test_decode_uses_the_engines_pixels_and_skips_unreadable(tmp_path):
     from tagteller.imaging import prepare
     from tagteller.sample_decoding import decode_samples
@@ -215,7 +212,6 @@ def test_decode_uses_the_engines_pixels_and_skips_unreadable(tmp_path):
     assert decoded.labels[i] == LABELS.index("blue")
 
 
-@requires_tf
 def test_training_batches_are_augmented_pixels_with_one_hot_labels(tmp_path):
     from tagteller.sample_decoding import DecodedImages
     from tagteller.train.pipeline import evaluation_dataset, training_dataset
@@ -236,7 +232,6 @@ def test_training_batches_are_augmented_pixels_with_one_hot_labels(tmp_path):
     np.testing.assert_array_equal(plain, images.astype(np.float32))  # validation: untouched
 
 
-@requires_tf
 def test_random_erasing_fills_a_rectangle_with_the_image_mean():
     import tensorflow as tf
 
@@ -279,7 +274,6 @@ def test_prepare_data_keeps_a_given_split_and_skips_foreign_labels(tmp_path):
     assert without.val_keys_sha256 == data.val_keys_sha256
 
 
-@requires_tf
 def test_one_warp_flips_turns_and_zooms_about_the_centre():
     import tensorflow as tf
 
@@ -306,7 +300,6 @@ def test_one_warp_flips_turns_and_zooms_about_the_centre():
     np.testing.assert_allclose(zoomed_out[:, 3, 5], images[:, 2, 6], atol=1e-4)
 
 
-@requires_tf
 @pytest.mark.parametrize("augmentation", [
     {"flip": True},
     {"flip": True, "rotation": 0.05, "zoom": 0.1},

@@ -41,9 +41,9 @@ class Run:
     trace: list[tuple[int, int, str]]  # (epoch, phase index after deciding, action)
 
 
-def make(policy, phases=PHASES, limits=Limits(), prompter=None, blocks=14, start_phase=0) -> Run:
+def make(policy, phases=PHASES, limits=None, prompter=None, blocks=14, start_phase=0) -> Run:
     decisions: list[tuple[int, str, str, str]] = []
-    director = EpochDirector(phases, policy, limits, prompter or NeverAsk(),
+    director = EpochDirector(phases, policy, limits or Limits(), prompter or NeverAsk(),
                              lambda *d: decisions.append(d), lambda: blocks, start_phase)
     return Run(director, decisions, [])
 

@@ -22,7 +22,6 @@ from tagteller.datasets import stratified_split
 from tagteller.engine import Engine
 from tagteller.paths import installed_model_path
 from tests.builders import colour_model
-from tests.conftest import requires_tf
 from tests.test_train_datasets import (
     IDX_LABELS,
     LABELS,
@@ -34,7 +33,7 @@ from tests.test_train_datasets import (
     tiny_recipe,
 )
 
-pytestmark = [requires_tf, pytest.mark.train]
+pytestmark = pytest.mark.train
 
 CONTRACT_KEYS = {"domain", "run_id", "recipe", "stopping", "labels", "data_fingerprint", "val_keys_sha256",
                  "phases", "epochs", "decisions", "best", "status", "wall_time_s"}

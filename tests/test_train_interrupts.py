@@ -23,10 +23,10 @@ import pytest
 
 from tagteller import Phase, TargetPlateauPolicy
 from tagteller.paths import installed_model_path, runs_dir
-from tests.conftest import REPO, requires_tf
+from tests.conftest import REPO
 from tests.test_train_datasets import colours_domain, make_folder_dataset, tiny_recipe
 
-pytestmark = [requires_tf, pytest.mark.train, pytest.mark.slow]
+pytestmark = [pytest.mark.train, pytest.mark.slow]
 
 #: Slow enough (about a second an epoch) that signals land inside an epoch.
 SLOW_RECIPE = dict(input_size=(64, 64), backbone_options={"filters": (16, 32), "convs_per_block": 2},

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 from tagteller import Phase, TargetPlateauPolicy
 from tagteller.engine import Engine
 from tagteller.paths import installed_model_path
-from tests.conftest import SHARED, requires_tf
+from tests.conftest import SHARED
 from tests.test_train_datasets import colours_domain, make_folder_dataset, register, tiny_recipe
 
-pytestmark = [requires_tf, pytest.mark.train]
+pytestmark = pytest.mark.train
 
 MOBILENET_FILE = "mobilenet_2_5_224_tf_no_top.h5"
 

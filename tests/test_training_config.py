@@ -14,9 +14,9 @@ from tagteller.training_config import Limits, TrainOptions, parse_param, resolve
 DATA = Path("photos")
 
 
-def domain_with(recipe: Recipe = Recipe(), stopping=None) -> Domain:
-    return Domain(name="things", description="test", labels=("a", "b"), layout=FolderLayout(), recipe=recipe,
-                  stopping=stopping or TargetPlateauPolicy())
+def domain_with(recipe: Recipe | None = None, stopping=None) -> Domain:
+    return Domain(name="things", description="test", labels=("a", "b"), layout=FolderLayout(),
+                  recipe=recipe or Recipe(), stopping=stopping or TargetPlateauPolicy())
 
 
 #: A domain that sets every recipe setting the command line can change, to a value unlike the default's.

@@ -4,7 +4,7 @@ Each command lives in its own module here and adds itself with ``register(app)``
 theirs with the ``register_commands`` hook. Command modules import heavy libraries (tensorflow,
 matplotlib, fastapi) inside the command functions only, so ``tagteller scan`` stays light.
 
-Exit codes: 0 success, 1 some inputs failed, 2 usage or configuration errors.
+Exit codes: :class:`tagteller.exitcodes.ExitCode`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import typer
 import typer.core
 
 from tagteller.errors import TagtellerError
+from tagteller.exitcodes import ExitCode
 
 #: Built-in command modules, in help order.
 COMMAND_MODULES = [
@@ -32,18 +33,15 @@ COMMAND_MODULES = [
     "tagteller.cli.teach",
 ]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
 class _Group(typer.core.TyperGroup):
     """Turns a :class:`TagtellerError` from any command into one line on stderr and exit 2."""
 
-    def invoke(self, ctx):  # type: ignore[override]
+    def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except TagtellerError as exc:
             typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_USAGE) from None
+            raise typer.Exit(ExitCode.USAGE_ERROR) from None
 
 
 def build_app() -> typer.Typer:
@@ -71,7 +69,7 @@ def _print_version(value: bool) -> None:
         from tagteller import __version__
 
         typer.echo(f"tagteller {__version__}")
-        raise typer.Exit(EXIT_OK)
+        raise typer.Exit(ExitCode.OK)
 
 
 def _root_options(
@@ -81,7 +79,7 @@ def _root_options(
     """Tell what a thing is from a photo: brand tags, shoes, book covers, products, garments."""
 
 
-def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+def fail(message: str, code: ExitCode = ExitCode.USAGE_ERROR) -> typer.Exit:
     """Print ``error: message`` on stderr and return the Exit to raise."""
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
@@ -94,10 +92,10 @@ def main() -> None:
         app(standalone_mode=True)
     except TagtellerError as exc:
         typer.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+        sys.exit(ExitCode.USAGE_ERROR)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
 
 
 def __getattr__(name: str):  # `from tagteller.cli import app` builds it on demand

@@ -33,9 +33,10 @@ def demo(
 
     from tagteller import demo as fashion
     from tagteller import plugins
-    from tagteller.cli import EXIT_FAILED, fail
+    from tagteller.cli import fail
     from tagteller.engine import default_engine
     from tagteller.errors import TagtellerError
+    from tagteller.exitcodes import ExitCode
 
     def note(message: str) -> None:
         stderr.print(f"note: {message}", markup=False)
@@ -88,7 +89,7 @@ def demo(
     for name, reason in result.failures:
         stderr.print(f"error: {name}: {reason}", markup=False)
     if result.failures:
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def register(app: typer.Typer) -> None:

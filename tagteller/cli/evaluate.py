@@ -76,12 +76,13 @@ def evaluate(
     """
     from contextlib import ExitStack
 
-    from tagteller.cli import EXIT_FAILED, fail
+    from tagteller.cli import fail
     from tagteller.engine import default_engine
     from tagteller.evaluate.evaluate import SPLITS, evaluate_dataset
     from tagteller.errors import TagtellerError
     from tagteller.evaluate.overlap import training_overlap_warning
     from tagteller.evaluate.report import INSTALL_HINT, require_plots, write_evaluation_report
+    from tagteller.exitcodes import ExitCode
 
     if split not in SPLITS:
         raise fail(f"unknown --split {split!r}; choose from {', '.join(SPLITS)}")
@@ -131,7 +132,7 @@ def evaluate(
     if evaluation.failures:
         stderr.print(f"{len(evaluation.failures)} of {evaluation.selected_count} image(s) failed to decode",
                      markup=False)
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def report(

@@ -25,8 +25,8 @@ def add_command(
 ) -> None:
     """File IMAGE(s) under LABEL. Exit code 1 when some could not be filed."""
     from tagteller import feedback, plugins
-    from tagteller.cli import EXIT_FAILED
     from tagteller.errors import ImageError
+    from tagteller.exitcodes import ExitCode
     from collections import Counter
 
     from tagteller.sources import InputProblem, describe_skipped, expand
@@ -51,7 +51,7 @@ def add_command(
         typer.echo(describe_skipped(skipped), err=True)
     if failed:
         typer.echo(f"{failed} image(s) not filed", err=True)
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 @feedback_app.command("list")

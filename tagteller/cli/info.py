@@ -56,7 +56,7 @@ def info(
     for key in ("file", "domain", "model_version", "labels", "input", "preprocessing", "output",
                 "metrics", "created", "tagteller_version", "tagteller_format", "size_bytes"):
         value = data.get(key)
-        text = ", ".join(value) if key == "labels" else (json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+        text = ", ".join(value or ()) if key == "labels" else (json.dumps(value) if isinstance(value, (dict, list)) else str(value))
         table.add_row(key, text)
     if loaded.info.open_set is not None:
         table.add_row("open_set", describe_open_set(loaded.info.open_set))

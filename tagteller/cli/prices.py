@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -50,14 +50,15 @@ def remove_command(
 ) -> None:
     """Remove LABEL from your price list."""
     from tagteller import plugins
-    from tagteller.cli import EXIT_FAILED, fail
+    from tagteller.cli import fail
+    from tagteller.exitcodes import ExitCode
     from tagteller.prices import PriceError, remove_price
 
     dom = plugins.get_domain(domain)
     try:
         removed = remove_price(dom, label)
     except PriceError as exc:
-        raise fail(str(exc), EXIT_FAILED) from None
+        raise fail(str(exc), ExitCode.FAILED) from None
     typer.echo(f"removed {label} (was typical {removed.describe()})")
 
 
@@ -74,7 +75,7 @@ def list_command(
         plugins.get_domain(domain)
     names = [domain] if domain is not None else stored_domains()
     sources = list(plugins.price_sources())
-    lists = []
+    lists: list[dict[str, Any]] = []
     for name in names:
         parsed = load_price_list(name)
         lists.append({
@@ -109,7 +110,8 @@ def import_command(
 ) -> None:
     """Merge a CSV file into your price list; bad rows are reported and skipped (exit code 1)."""
     from tagteller import plugins
-    from tagteller.cli import EXIT_FAILED, fail
+    from tagteller.cli import fail
+    from tagteller.exitcodes import ExitCode
     from tagteller.prices import PriceError, import_prices, validate_currency
 
     dom = plugins.get_domain(domain)
@@ -117,7 +119,7 @@ def import_command(
     try:
         report = import_prices(dom, file, currency)
     except PriceError as exc:
-        raise fail(str(exc), EXIT_FAILED) from None
+        raise fail(str(exc), ExitCode.FAILED) from None
     for problem in report.problems:
         typer.echo(f"error: {problem}", err=True)
     parts = [f"imported {len(report.added) + len(report.updated)} price(s) into {report.path}"
@@ -128,7 +130,7 @@ def import_command(
         parts.append(f"{len(report.problems)} bad row(s) skipped")
     typer.echo("; ".join(parts))
     if report.problems:
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 @prices_app.command("template")
@@ -152,7 +154,7 @@ def lookup_command(
 ) -> None:
     """Show the typical range that wins for LABEL (your list, then plugin sources), and the deal."""
     from tagteller import plugins
-    from tagteller.cli import EXIT_FAILED
+    from tagteller.exitcodes import ExitCode
     from tagteller.prices import PriceBook, compare, no_price_text, parse_amount
 
     dom = plugins.get_domain(domain)
@@ -170,7 +172,7 @@ def lookup_command(
         typer.echo(deal.text if deal else f"typical {found.describe()}")
         typer.echo(f"source: {found.source}")
     if found is None:
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def register(app: typer.Typer) -> None:

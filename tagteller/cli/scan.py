@@ -79,7 +79,8 @@ def scan(
     """Tell what is in each image. Exit code 0 when every file scanned (an "unknown" answer
     included), 1 when some failed."""
     from tagteller.atomic import atomic_open
-    from tagteller.cli import EXIT_FAILED, fail
+    from tagteller.cli import fail
+    from tagteller.exitcodes import ExitCode
 
     if engine == "ray":
         from tagteller.cli.scan_ray import scan_with_ray
@@ -113,18 +114,18 @@ def scan(
         from tagteller.text_cues import require_ocr
 
         require_ocr("--read-text")
-    engine = default_engine()
+    onnx_engine = default_engine()
     any_domain = domain is None and model is None
     if any_domain:
         if correct is not None:
             raise fail("--correct files images into one domain's feedback inbox: give --domain NAME too")
-        usable = usable_domain_models(engine)
+        usable = usable_domain_models(onnx_engine)
         models = [loaded for _dom, loaded in usable]
         thresholds = {dom.name: dom.low_confidence for dom, _loaded in usable}
         results_domain, results_version = "", ""
     else:
         dom, model_path = resolve_domain_and_model(domain, model)
-        loaded = engine.load(model_path)
+        loaded = onnx_engine.load(model_path)
         if dom is not None:
             dom.check_model(loaded.info.domain, model_path)
         thresholds = {loaded.info.domain: dom.low_confidence if dom is not None else DEFAULT_LOW_CONFIDENCE}
@@ -193,11 +194,11 @@ def scan(
             task = bar.add_task("scan", total=len(files))
         names = [display_name(p) for p in files]
         if any_domain:
-            results = engine.scan_any(models, files, top_k=top_k, batch_size=batch_size, names=names,
-                                      accept_unknown=accept_unknown)
+            results = onnx_engine.scan_any(models, files, top_k=top_k, batch_size=batch_size, names=names,
+                                           accept_unknown=accept_unknown)
         else:
-            results = engine.scan(loaded, files, top_k=top_k, batch_size=batch_size, names=names,
-                                  accept_unknown=accept_unknown)
+            results = onnx_engine.scan(loaded, files, top_k=top_k, batch_size=batch_size, names=names,
+                                       accept_unknown=accept_unknown)
         for result in results:
             if opinion is not None and result.ok:
                 problem = opinion.apply(result, files[result.index])
@@ -210,7 +211,7 @@ def scan(
             record = result_record(result, low_confidence, deals=deals)
             writer.write(record)
             summary.add(record)
-            if result.ok and feedback_domain is not None:
+            if result.ok and feedback_domain is not None and correct is not None:
                 from tagteller.errors import TagtellerError
 
                 try:
@@ -233,7 +234,7 @@ def scan(
                          f"`tagteller prices set --domain {priced_domain} LABEL LOW HIGH`", markup=False)
     if failed:
         stderr.print(f"{failed} of {len(files) + len(problems)} input(s) failed", markup=False)
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def text_opinion(read_text: bool | None, domains: list[Any], model_domain: str | None) -> Any:

@@ -22,14 +22,12 @@ import typer
 
 from tagteller.cli.common import DEFAULT_LOW_CONFIDENCE, resolve_domain_and_model, stderr
 
-#: The options an in-process scan has and a distributed one does not (option: its value).
-UNSUPPORTED = ("--price", "--correct")
-
 
 def scan_with_ray(paths: list[str], domain: str | None, model: Path | None, top_k: int, fmt: str | None,
                   output: Path | str | None, batch_size: int, progress: bool | None, accept_unknown: bool,
                   address: str | None, actors: int | None, resume: bool, unsupported: dict[str, Any]) -> None:
-    from tagteller.cli import EXIT_FAILED, fail
+    from tagteller.cli import fail
+    from tagteller.exitcodes import ExitCode
     from tagteller.scale import MISSING_EXTRA, missing_modules
 
     if missing_modules():
@@ -74,7 +72,7 @@ def scan_with_ray(paths: list[str], domain: str | None, model: Path | None, top_
     except KeyboardInterrupt:
         stderr.print(f"interrupted: {summary.scanned} result(s) of this run saved in {output}; run the same "
                      "command with --resume to carry on", markup=False)
-        raise typer.Exit(130) from None
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
     except Exception as exc:
         reason = _ray_failure(exc)
         if reason is None:
@@ -82,10 +80,10 @@ def scan_with_ray(paths: list[str], domain: str | None, model: Path | None, top_
         stderr.print(f"error: the Ray job stopped: {reason}", markup=False)
         stderr.print(f"{summary.scanned} result(s) of this run saved in {output}; once the cause is fixed, run the "
                      "same command with --resume to carry on", markup=False)
-        raise typer.Exit(EXIT_FAILED) from None
+        raise typer.Exit(ExitCode.FAILED) from None
     _print_summary(summary, output)
     if summary.any_failed:
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 @contextmanager
@@ -149,7 +147,7 @@ def _run(job: Any, progress: bool | None) -> None:
             for name, status, error in zip(*(table.column(c).to_pylist() for c in ("file", "status", "error"))):
                 if status == "error":
                     stderr.print(f"error: {name}: {error}", markup=False)
-            if bar is not None:
+            if bar is not None and task is not None:
                 bar.advance(task, table.num_rows)
 
 

@@ -29,9 +29,10 @@ def teach(
     was taught, 1 when some failed (one line each; the rest were taught), 2 when nothing was
     (a refused label, fewer than 5 usable photos)."""
     from tagteller import plugins, taught
-    from tagteller.cli import EXIT_FAILED, fail
+    from tagteller.cli import fail
     from tagteller.engine import default_engine
     from tagteller.errors import ModelError
+    from tagteller.exitcodes import ExitCode
     from tagteller.sources import InputProblem, expand
 
     if list_:
@@ -52,7 +53,7 @@ def teach(
     if not from_feedback and not photos:
         raise fail(f"give the photos of {label!r} (at least {taught.MIN_PHOTOS})")
     if not from_feedback:
-        items = expand(photos)
+        items = expand(photos or [])
         failed += [(p.source, p.reason) for p in items if isinstance(p, InputProblem)]
         sources = [p for p in items if not isinstance(p, InputProblem)]
     for source, reason in failed:
@@ -82,7 +83,7 @@ def teach(
             typer.echo("  hint: more photos, or more varied ones, make it surer")
     if failed:
         stderr.print(f"{len(failed)} photo(s) not taught", markup=False)
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def _list(domain: Optional[str], as_json: bool) -> None:

@@ -114,7 +114,7 @@ def export(
     """
     _need_tensorflow("export")
     from tagteller import plugins
-    from tagteller.cli import EXIT_FAILED
+    from tagteller.exitcodes import ExitCode
     from tagteller.train.trainer import export_checkpoint
 
     dom = plugins.get_domain(domain)
@@ -122,7 +122,7 @@ def export(
     _log(f"wrote {exported.model_path}" + (f" and {exported.candidate}" if exported.candidate != exported.model_path else ""))
     if not exported.parity.passed:
         _log(f"error: {exported.model_path}: {exported.parity.describe()}")
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 @data_app.command("check")
@@ -137,8 +137,8 @@ def data_check(
     Exit code 0 when every image decodes, 1 when some do not.
     """
     from tagteller import plugins
-    from tagteller.cli import EXIT_FAILED
     from tagteller.datacheck import check_dataset, report_lines
+    from tagteller.exitcodes import ExitCode
 
     report = check_dataset(plugins.get_domain(domain), data, decode=decode)
     if as_json:
@@ -147,7 +147,7 @@ def data_check(
         for line in report_lines(report):
             (stderr.print(line, markup=False) if line.startswith(("warning:", "error:")) else typer.echo(line))
     if not report.ok:
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def register(app: typer.Typer) -> None:

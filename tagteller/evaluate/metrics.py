@@ -187,7 +187,8 @@ def expected_calibration_error(bins: Sequence[CalibrationBin]) -> float:
     total = sum(b.count for b in bins)
     if not total:
         return 0.0
-    return float(sum(b.count / total * abs(b.accuracy - b.confidence) for b in bins if b.count))
+    return float(sum(b.count / total * abs(b.accuracy - b.confidence) for b in bins
+                     if b.accuracy is not None and b.confidence is not None))
 
 
 def top1_calibration_error(probs: np.ndarray, true: np.ndarray, n_bins: int = 10) -> float:

@@ -133,7 +133,7 @@ def plot_reliability(bins: Sequence[CalibrationBin], ece: float, title: str = ""
     if filled:
         top.bar([b.lower for b in filled], [b.accuracy for b in filled], width=[b.upper - b.lower for b in filled],
                 align="edge", color="steelblue", edgecolor="navy", label="accuracy")
-        gaps = [b.confidence - b.accuracy for b in filled]
+        gaps = [b.confidence - b.accuracy for b in filled if b.confidence is not None and b.accuracy is not None]
         top.bar([b.lower for b in filled], gaps, bottom=[b.accuracy for b in filled],
                 width=[b.upper - b.lower for b in filled], align="edge", color="salmon", alpha=0.5,
                 hatch="//", edgecolor="firebrick", label="gap to mean confidence")
@@ -175,7 +175,8 @@ def plot_training_curves(history: dict[str, Any]) -> bytes:
     height = 2.6 * panels + 0.9 + 0.18 * len(wrapped)
     fig = Figure(figsize=(10.0, height), layout="constrained")
     if wrapped:
-        top_fig, notes_fig = fig.subfigures(2, 1, height_ratios=[2.6 * panels + 0.9, 0.18 * len(wrapped) + 0.1])
+        # matplotlib annotates subfigures() as one SubFigure or an array; two rows are an array
+        top_fig, notes_fig = fig.subfigures(2, 1, height_ratios=[2.6 * panels + 0.9, 0.18 * len(wrapped) + 0.1])  # type: ignore[misc]
     else:
         top_fig, notes_fig = fig, None
     axes = top_fig.subplots(panels, 1, sharex=True, gridspec_kw={"height_ratios": [3, 3, 1.5][:panels]})

@@ -74,7 +74,7 @@ def _dumps(data: Any) -> str:
 def worst_mistakes(evaluation: Evaluation, limit: int = 16) -> list[dict[str, Any]]:
     """Misclassified images, the most confident mistakes first (ties by key)."""
     predicted = evaluation.predicted
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i in np.flatnonzero(predicted != evaluation.true):
         true, pred = int(evaluation.true[i]), int(predicted[i])
         rows.append({

@@ -13,13 +13,12 @@ and fields around the image; the image itself must still fit the limit.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
+from starlette.types import Message, Receive
 
 from tagteller.serve.errors import ApiError
 
@@ -97,12 +96,11 @@ def body_limit(kind: str, max_bytes: int) -> int:
     return max_bytes + MULTIPART_OVERHEAD if kind == "multipart/form-data" else max_bytes
 
 
-def _counting_receive(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int,
-                      max_bytes: int) -> Callable[[], Awaitable[dict[str, Any]]]:
+def _counting_receive(receive: Receive, limit: int, max_bytes: int) -> Receive:
     """Wrap an ASGI ``receive`` so that more than ``limit`` body bytes raise 413 on arrival."""
     received = 0
 
-    async def counted() -> dict[str, Any]:
+    async def counted() -> Message:
         nonlocal received
         message = await receive()
         if message["type"] == "http.request":

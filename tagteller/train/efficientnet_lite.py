@@ -49,10 +49,6 @@ STAGE_STRIDES = (1, 2, 2, 2, 1, 2, 1)
 BN_EPSILON = 1e-3
 
 
-def is_lite(name: str) -> bool:
-    return name in VARIANTS
-
-
 def packaged_weights(name: str) -> Path | None:
     """The checkpoint file of the installed pip package for ``name``, or None when not installed."""
     package, module, cls, _ = VARIANTS[name]

@@ -42,6 +42,7 @@ from tagteller.datasets import Dataset, Sample, stratified_split
 from tagteller.domain import Domain, Recipe
 from tagteller.errors import DatasetError, TagtellerError
 from tagteller.evaluate.evaluate import keys_sha256
+from tagteller.exitcodes import ExitCode
 from tagteller.modelfile import ModelInfo
 from tagteller.names import validate_labels
 from tagteller.paths import installed_model_path, portable_paths
@@ -51,8 +52,6 @@ from tagteller.training_prompt import NeverAsk, Prompter
 Log = Callable[[str], None]
 #: At most this many skipped-file lines are printed; the rest are counted.
 MAX_LISTED_PROBLEMS = 20
-
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
 def _stderr(text: str) -> None:
@@ -67,7 +66,7 @@ class TrainResult:
     run_id: str
     run_dir: Path
     outcome: str
-    exit_code: int
+    exit_code: ExitCode
     message: str
     model_path: Path | None = None
     installed_path: Path | None = None
@@ -499,7 +498,7 @@ class TrainingRun:
         if self.fit(start.model, start_phase, images) == "interrupted":
             message = (f"training interrupted; best checkpoint {self.checkpoint} (export it with "
                        f"`tagteller export --domain {self.domain.name} --checkpoint {self.checkpoint}`)")
-            return TrainResult(self.run_id, self.run_dir, "interrupted", EXIT_INTERRUPTED, message)
+            return TrainResult(self.run_id, self.run_dir, "interrupted", ExitCode.INTERRUPTED, message)
         self.history.finish("finished")
         _draw_curves(self.run_dir, self.log)
         exported = self.export(load_checkpoint(self.checkpoint), images, start.weights_text)
@@ -592,7 +591,7 @@ class TrainingRun:
         if not exported.parity.passed:
             metrics["install"] = {"install": False, "reason": "parity check failed", "target": str(target)}
             _write_metrics(self.run_dir, metrics, self.history)
-            return TrainResult(self.run_id, self.run_dir, "refused", EXIT_FAILED,
+            return TrainResult(self.run_id, self.run_dir, "refused", ExitCode.FAILED,
                                f"not installed: the ONNX model does not match Keras ({exported.parity.describe()})",
                                exported.model_path, None, metrics)
         current = target if target.is_file() else None
@@ -608,7 +607,7 @@ class TrainingRun:
             message = f"kept the model in use: {decision.reason}; the new one is {exported.candidate}"
             outcome_name, installed = "kept", None
         _write_metrics(self.run_dir, metrics, self.history)
-        return TrainResult(self.run_id, self.run_dir, outcome_name, EXIT_OK, message, exported.candidate, installed,
+        return TrainResult(self.run_id, self.run_dir, outcome_name, ExitCode.OK, message, exported.candidate, installed,
                            metrics)
 
 
