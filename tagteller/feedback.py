@@ -35,7 +35,7 @@ from tagteller.datasets import Sample
 from tagteller.errors import ImageError, InvalidNameError, TagtellerError
 from tagteller.imaging import MAX_FILE_BYTES, open_image
 from tagteller.names import normalize_label, validate_domain_name, validate_label
-from tagteller.paths import data_dir, feedback_dir
+from tagteller.paths import domain_folders, feedback_dir
 
 #: Pillow format name -> the extension a filed image gets (all in datasets.IMAGE_EXTENSIONS).
 FORMAT_EXTENSIONS = {
@@ -308,14 +308,4 @@ def feedback_stats(domain: Any) -> dict[str, Any]:
 
 def inbox_domains() -> list[str]:
     """Domains that have a feedback inbox folder, sorted."""
-    root = data_dir() / "feedback"
-    if not root.is_dir():
-        return []
-    names = []
-    for entry in sorted(root.iterdir()):
-        if entry.is_dir():
-            try:
-                names.append(validate_domain_name(entry.name))
-            except InvalidNameError:
-                continue
-    return names
+    return [folder.name for folder in domain_folders("feedback")]

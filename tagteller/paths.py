@@ -33,6 +33,26 @@ def data_dir() -> Path:
     return home / "data" if home else Path(platformdirs.user_data_dir(APP))
 
 
+def domain_folders(area: str) -> list[Path]:
+    """The folders under ``data_dir() / area`` (``feedback``, ``taught``) named as valid domains,
+    sorted by name; other entries are not a domain's and are left out."""
+    from tagteller.errors import InvalidNameError
+
+    root = data_dir() / area
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in sorted(root.iterdir()):
+        if not entry.is_dir():
+            continue
+        try:
+            validate_domain_name(entry.name)
+        except InvalidNameError:
+            continue
+        found.append(entry)
+    return found
+
+
 def config_dir() -> Path:
     home = _home()
     return home / "config" if home else Path(platformdirs.user_config_dir(APP))

@@ -63,7 +63,7 @@ import numpy as np
 from tagteller.atomic import atomic_open, atomic_write_bytes, atomic_write_text
 from tagteller.errors import ImageError, InvalidNameError, ModelError, TagtellerError
 from tagteller.names import validate_domain_name, validate_label
-from tagteller.paths import data_dir
+from tagteller.paths import data_dir, domain_folders
 
 log = logging.getLogger("tagteller.taught")
 
@@ -699,17 +699,7 @@ def _prune(path: Path, keep: set[str]) -> None:
 
 def taught_domains() -> list[str]:
     """Domains with taught labels, sorted."""
-    root = data_dir() / "taught"
-    if not root.is_dir():
-        return []
-    found = []
-    for entry in sorted(root.iterdir()):
-        try:
-            if (entry / INDEX_NAME).is_file():
-                found.append(validate_domain_name(entry.name))
-        except InvalidNameError:
-            continue
-    return found
+    return [folder.name for folder in domain_folders("taught") if (folder / INDEX_NAME).is_file()]
 
 
 def label_status(domain: str, model: Any | None) -> list[dict[str, Any]]:
