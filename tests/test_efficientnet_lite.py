@@ -156,3 +156,30 @@ def test_cached_prefix_training_exports_a_whole_pixel_model(tmp_path, monkeypatc
     onnx_top = session.run(["probabilities"], {"image": images})[0].argmax(1)
     assert (onnx_top == predict_probabilities(model, images).argmax(1)).all()
     assert result.metrics["val_accuracy"] >= 0.5  # tints through a random tiny backbone; chance is 1/3
+
+
+def test_cached_prefix_with_head_only_phases_caches_the_whole_backbone(tmp_path, monkeypatch):
+    """A frozen-backbone recipe (every phase unfreeze=0, as a frozen-head comparison needs) with
+    cached views: the whole backbone is the cached prefix, and the head trains and exports."""
+    import onnxruntime as ort
+
+    from tagteller.domain import Phase
+    from tagteller.train.model import load_checkpoint, predict_probabilities
+    from tagteller.train.prefix_cache import split_layer
+    from tagteller.train.trainer import TrainOptions, train_domain
+    from tests.test_train_datasets import colours_domain, make_folder_dataset, tiny_recipe
+
+    weights = tmp_path / "lite.pth"
+    write_legacy_checkpoint(tiny_lite_state(3), weights)
+    recipe = tiny_recipe(backbone="EfficientNetLite0", weights=str(weights), cached_views=2,
+                         phases=(Phase("head", 0, 1e-2, 4),))
+    data = make_folder_dataset(tmp_path / "data", per_class=16)
+    monkeypatch.setenv("TAGTELLER_HOME", str(tmp_path / "home"))
+    result = train_domain(colours_domain(recipe=recipe), TrainOptions(data=data, fresh=True), log=lambda text: None)
+    assert result.outcome == "installed", result.message
+    model = load_checkpoint(result.run_dir / "best.keras")
+    assert split_layer(model, recipe) == ""
+    session = ort.InferenceSession(str(result.installed_path))
+    images = np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    onnx_probs = session.run(["probabilities"], {"image": images})[0]
+    assert (onnx_probs.argmax(1) == predict_probabilities(model, images).argmax(1)).all()

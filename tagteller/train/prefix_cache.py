@@ -82,15 +82,16 @@ def build_prefix(model: keras.Model, first: str) -> keras.Model:
 
 def build_suffix(model: keras.Model, first: str) -> keras.Model:
     """The split tensor to probabilities: the unfrozen top of the backbone (a sub-model named
-    ``backbone``, so that :func:`~tagteller.train.model.set_unfrozen` works on it) and the head."""
+    ``backbone``, so that :func:`~tagteller.train.model.set_unfrozen` works on it; an empty one
+    when every phase trains the head alone) and the head."""
     backbone = backbone_of(model)
     split = _split_tensor(backbone, first)
     inputs = keras.Input(tuple(split.shape[1:]), name="features", dtype="float32")
     if first:
         top = keras.Model(split, backbone.output, name="backbone")
-        x = top(inputs, training=False)
-    else:
-        x = inputs
+    else:  # head-only phases: an empty ``backbone`` (no block to unfreeze), so the loop works as usual
+        top = keras.Model(inputs, inputs, name="backbone")
+    x = top(inputs, training=False)
     after = model.layers[model.layers.index(backbone) + 1:]
     for layer in after:
         x = layer(x)
