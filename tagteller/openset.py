@@ -114,11 +114,21 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
 
 
-def fit_gate(own: np.ndarray, unknown: np.ndarray, l2: float = 1e-3, steps: int = 600,
+#: The gate's fit. It used to stop after 600 steps with l2 1e-3, well before it converged: refit to
+#: convergence (8,000 steps, l2 1e-5), the apparel gate went from rejecting 88% to 93% of book
+#: covers and from 65% to 89% of shoe photos, its own false rejection held at 5% (docs/training.md).
+GATE_L2 = 1e-5
+GATE_MAX_STEPS = 8000
+#: The fit stops early once 200 steps lower the loss by less than this.
+GATE_TOLERANCE = 1e-6
+
+
+def fit_gate(own: np.ndarray, unknown: np.ndarray, l2: float = GATE_L2, steps: int = GATE_MAX_STEPS,
              learning_rate: float = 0.5) -> tuple[np.ndarray, float]:
     """Weights ``w`` and bias ``b`` such that ``sigmoid(l2_normalise(f) @ w + b)`` is the
     probability that features ``f`` are of an unknown image; the two sides weigh the same
-    however many images each has. Full-batch gradient descent with Nesterov momentum."""
+    however many images each has. Full-batch gradient descent with Nesterov momentum, for at
+    most ``steps`` steps (fewer once the loss stops falling: :data:`GATE_TOLERANCE`)."""
     x = np.concatenate([l2_normalise(own), l2_normalise(unknown)])
     y = np.concatenate([np.zeros(len(own)), np.ones(len(unknown))])
     weight = np.where(y == 1, 0.5 / max(len(unknown), 1), 0.5 / max(len(own), 1))
@@ -129,7 +139,14 @@ def fit_gate(own: np.ndarray, unknown: np.ndarray, l2: float = 1e-3, steps: int 
     b = 0.0
     vw, vb = np.zeros_like(w), 0.0
     scale = learning_rate * (1.0 / max(float((xc ** 2).sum(axis=1).max()), 1e-6)) * 4.0
-    for _ in range(steps):
+    last_loss = np.inf
+    for step in range(steps):
+        if step % 200 == 0:
+            z = xc @ w + b
+            loss = float((weight * (np.logaddexp(0.0, z) - y * z)).sum() + 0.5 * l2 * (w @ w))
+            if last_loss - loss < GATE_TOLERANCE:
+                break
+            last_loss = loss
         lw, lb = w + 0.9 * vw, b + 0.9 * vb
         err = (sigmoid(xc @ lw + lb) - y) * weight
         gw = xc.T @ err + l2 * lw
