@@ -9,7 +9,8 @@ Each repeat is a whole ``tagteller train`` run (the same code path as a shipped 
 train, export, parity, ONNX measured with the engine) on a split drawn with another seed
 (``Recipe.seed``; group-aware where the layout has groups, so a group never sits on both sides).
 A single small validation split flatters or punishes a recipe by several points; the mean over
-repeats, with its spread and the per-class recall, is what a recipe is chosen on. Runs go to a
+repeats, with its spread and the per-class recall, is what a recipe is chosen on (``--record
+models/crossval.json`` files it for MODELS.md). Runs go to a
 throwaway TAGTELLER_HOME; nothing is installed. ``--set key=JSON`` changes a recipe field.
 """
 
@@ -19,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -35,6 +37,9 @@ def main() -> int:
     parser.add_argument("--first-seed", type=int, default=101)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="change a recipe field")
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
+    parser.add_argument("--record", type=Path, metavar="JSON",
+                        help="also file them under the domain's name in this file (models/crossval.json, which "
+                             "scripts/models_md.py reads), with the command that measured them")
     args = parser.parse_args()
 
     os.environ.setdefault("TAGTELLER_HOME", tempfile.mkdtemp(prefix="tagteller-crossval-"))
@@ -76,9 +81,23 @@ def main() -> int:
     recalls = [row["per_class_recall"] for row in rows if row["per_class_recall"]]
     if recalls:
         summary["per_class_recall_mean"] = {k: round(float(np.mean([r[k] for r in recalls])), 4) for k in recalls[0]}
+        summary["balanced_accuracy_mean"] = round(float(np.mean([np.mean(list(r.values())) for r in recalls])), 4)
+    f1s = [row["macro_f1"] for row in rows if row["macro_f1"] is not None]
+    if f1s:
+        summary["macro_f1_mean"] = round(float(np.mean(f1s)), 4)
     print(json.dumps({k: v for k, v in summary.items() if k != "repeats"}), flush=True)
     if args.out:
         args.out.write_text(json.dumps(summary, indent=1) + "\n")
+    if args.record:
+        from tagteller.atomic import atomic_write_text
+
+        recorded = json.loads(args.record.read_text()) if args.record.is_file() else {}
+        argv = sys.argv[1:]
+        if "--record" in argv:  # (--record=FILE stays in: harmless)
+            del argv[argv.index("--record"):argv.index("--record") + 2]
+        recorded[domain.name] = {"command": shlex.join([".venv/bin/python", "scripts/crossval.py", *argv]),
+                                 **{k: v for k, v in summary.items() if k not in ("domain", "changes")}}
+        atomic_write_text(args.record, json.dumps(recorded, indent=4) + "\n")
     return 0
 
 
