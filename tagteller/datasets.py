@@ -143,12 +143,19 @@ def _walk_images(folder: Path, root: Path, skipped: list[tuple[str, str]]) -> li
 
 @dataclass(frozen=True)
 class FolderLayout:
-    """``root/<label>/*.jpg``: one folder per class (sub-folders inside a class are included)."""
+    """``root/<label>/*.jpg``: one folder per class (sub-folders inside a class are included).
+
+    ``near_duplicates``: when set, photos of one class whose difference hashes differ in at most
+    that many of 256 bits are grouped, so a split keeps them on one side
+    (:mod:`tagteller.near_duplicates`; for datasets merged from sources that share photos)."""
 
     kind: str = "folders"
+    near_duplicates: int | None = None
 
     def describe(self) -> str:
-        return "root/<label>/<image files>  (one folder per class)"
+        grouped = (f"; near-duplicates (dHash distance <= {self.near_duplicates}) kept on one side of the split"
+                   if self.near_duplicates is not None else "")
+        return f"root/<label>/<image files>  (one folder per class{grouped})"
 
     def load(self, root: Path, labels: Sequence[str] | None = None) -> Dataset:
         root = _check_root(root)
@@ -156,6 +163,10 @@ class FolderLayout:
         samples = self._load_folder(root, root, skipped, subset=None)
         if not samples:
             raise DatasetError(f"{root}: no images found in any <label>/ sub-folder")
+        if self.near_duplicates is not None:
+            from tagteller.near_duplicates import group_near_duplicates
+
+            samples = group_near_duplicates(samples, self.near_duplicates)
         return Dataset(root, _label_order((s.label for s in samples), labels), samples, skipped)
 
     @staticmethod
