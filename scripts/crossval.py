@@ -97,7 +97,7 @@ def main() -> int:
             del argv[argv.index("--record"):argv.index("--record") + 2]
         recorded[domain.name] = {"command": shlex.join([".venv/bin/python", "scripts/crossval.py", *argv]),
                                  **{k: v for k, v in summary.items() if k not in ("domain", "changes")}}
-        atomic_write_text(args.record, json.dumps(recorded, indent=4) + "\n")
+        atomic_write_text(args.record, json.dumps(recorded, indent=1) + "\n")
     return 0
 
 
