@@ -132,8 +132,12 @@ def matrix_section(data: dict) -> str:
         cost = (f" Scanning with all {len(matrix)} models took {nd['ms_per_image_all_models']:.1f} ms per image against "
                 f"{nd['ms_per_image_own_model']:.1f} ms with the image's own model alone (2 cores, batches of 16)."
                 if "ms_per_image_all_models" in nd else "")
+        five = nd.get("five_domains")
+        five_text = (f" On the images of the {len(five['domains'])} domains issue 14 names ({', '.join(five['domains'])}; "
+                     f"{five['images']} images, all {len(matrix)} models answering): **{_pct(five['accuracy'])}** accepted by "
+                     f"their own domain, **{_pct(five['named_accuracy'])}** name it." if five else "")
         lines += ["", f"Without `--domain` (every model runs, the most confident acceptance answers): **{_pct(nd['accuracy'])}** "
-                  f"of {nd['images']} validation images are accepted by their own domain{named}.{cost}", "",
+                  f"of {nd['images']} validation images are accepted by their own domain{named}.{five_text}{cost}", "",
                   "| images of | answered as |", "|---|---|"]
         for source, answers in nd["answers"].items():
             lines.append(f"| {source} | " + ", ".join(f"{k} {v}" for k, v in sorted(answers.items(), key=lambda kv: -kv[1])) + " |")
