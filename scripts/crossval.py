@@ -93,8 +93,9 @@ def main() -> int:
 
         recorded = json.loads(args.record.read_text()) if args.record.is_file() else {}
         argv = sys.argv[1:]
-        if "--record" in argv:  # (--record=FILE stays in: harmless)
-            del argv[argv.index("--record"):argv.index("--record") + 2]
+        for option in ("--record", "--out"):  # where the figures went, not how they were measured
+            if option in argv:
+                del argv[argv.index(option):argv.index(option) + 2]
         recorded[domain.name] = {"command": shlex.join([".venv/bin/python", "scripts/crossval.py", *argv]),
                                  **{k: v for k, v in summary.items() if k not in ("domain", "changes")}}
         atomic_write_text(args.record, json.dumps(recorded, indent=1) + "\n")
