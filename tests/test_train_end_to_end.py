@@ -365,3 +365,33 @@ def test_csv_manifest_layout_trains(tmp_path):
     history = json.loads((result.run_dir / "history.json").read_text())
     assert history["counts"]["skipped"] == 1  # the manifest row whose file is missing
     assert history["counts"]["train"] + history["counts"]["val"] == 30
+
+
+def test_int8_copy_keeps_the_calibrated_head_and_the_gate_in_float(trained):
+    """quant_pre_process fuses the gate's MatMul and Add into one Gemm under another name; that
+    node must stay float too, or the score is squeezed into the 256 levels the calibration images
+    span (a strong gate's own images all sit below 0.5, and nothing above 0.5 survives)."""
+    import onnx
+    from PIL import Image
+
+    from tagteller.openset_graph import ADDED_NODES, OOD_OUTPUT
+    from tagteller.train.export import quantize_int8
+
+    float_model = onnx.load(str(trained.result.installed_path))
+    height, width = (d.dim_value for d in float_model.graph.input[0].type.tensor_type.shape.dim[1:3])
+    images = np.random.default_rng(0).uniform(0, 255, (48, height, width, 3)).astype(np.float32)
+    _, val = val_samples(trained.data)
+    own = np.stack([np.asarray(Image.open(s.path).convert("RGB").resize((width, height)), np.float32)
+                    for s in val if s.key != "green/broken.jpg"])
+    int8 = quantize_int8(float_model, own)
+    quantized = {n.name for n in int8.graph.node if n.op_type == "QuantizeLinear"}
+    gate_inputs = {i for n in int8.graph.node if n.name.split("/")[0] in ADDED_NODES for i in n.input}
+    assert not any(name.startswith("tagteller_gate") for name in quantized), sorted(quantized)
+    assert "tagteller_gate_w" in gate_inputs  # the float weights, not a dequantized copy
+    scores = {}
+    for name, proto in (("float", float_model), ("int8", int8)):
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        scores[name] = session.run([OOD_OUTPUT], {session.get_inputs()[0].name: np.concatenate([own, images])})[0]
+    # only the network's convolutions are rounded: the score follows the float one, noise included
+    assert np.corrcoef(scores["float"], scores["int8"])[0, 1] > 0.95
+    assert scores["int8"][len(own):].max() > 0.5 or scores["float"][len(own):].max() <= 0.5

@@ -137,8 +137,10 @@ def quantize_int8(float_model: Any, calibration_images: np.ndarray) -> Any:
         reader = _Calibration(float_model.graph.input[0].name, calibration_images[:INT8_CALIBRATION_IMAGES])
         # The head stays float: 256 levels would round calibrated probabilities, the temperature
         # scaling and the open-set score (and tie answers); the network's convolutions carry the cost.
+        # quant_pre_process fuses some of them (the gate's MatMul and Add become a Gemm named
+        # "tagteller_gate/MatMulAddFusion"): a fused node keeps its first node's name as a prefix.
         head = [n.name for n in onnx.load(str(pre)).graph.node
-                if n.op_type == "Softmax" or n.name in ADDED_NODES]
+                if n.op_type == "Softmax" or n.name.split("/")[0] in ADDED_NODES]
         quantize_static(str(pre), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=head)
         return onnx.load(str(out))
