@@ -143,24 +143,37 @@ def acceptance_margin(score: float, threshold: float) -> float:
 def rank_answers(results: list[ScanResult]) -> list[ScanResult]:
     """Several domains' results for one image, best answer first. The rule:
 
-    1. models with an open-set score that accept the image, the largest
-       :func:`acceptance_margin` (smallest score/threshold ratio) first;
+    1. models with an open-set score that accept the image, the most confident first;
     2. then models without an open-set score (they accept everything), highest top-1
        probability first;
-    3. then models that reject the image, the closest (largest margin) first;
+    3. then models that reject the image, the closest first;
     4. then errors.
+
+    "Most confident" and "closest": the lowest score, when every scored model's score is a
+    probability (threshold in [0, 1]: the logistic gate of every model ``tagteller train``
+    exports, which each domain's gate estimates against the same other domains, so the
+    probabilities compare across models); else the largest :func:`acceptance_margin`. On the
+    shipped models' validation images the lowest probability names the right domain for 99.0%
+    of them, the margin for 96.4%: a sneaker photo is inside apparel's threshold too, but the
+    shoes gate is far surer (MODELS.md).
 
     So the answer comes from a model that says it knows this kind of image, when there is one;
     when every model rejects it, the first is the closest domain and the answer is ``unknown``.
     Ties keep the order given.
     """
+    scored = [r for r in results if r.ok and r.ood_score is not None and r.ood_threshold is not None]
+    probabilities = all(0.0 <= float(r.ood_threshold) <= 1.0 for r in scored)  # type: ignore[arg-type]
+
     def key(r: ScanResult) -> tuple[int, float]:
         if not r.ok:
             return (3, 0.0)
         if r.ood_score is None or r.ood_threshold is None:
             return (1, -(r.top.probability if r.top else 0.0))
-        margin = acceptance_margin(r.ood_score, r.ood_threshold)
-        return (2 if r.rejected else 0, -margin)
+        if probabilities:
+            closeness = -r.ood_score if math.isfinite(r.ood_score) else -math.inf
+        else:
+            closeness = acceptance_margin(r.ood_score, r.ood_threshold)
+        return (2 if r.rejected else 0, -closeness)
 
     return sorted(results, key=key)
 

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from tagteller import Domain, plugins, prices
 from tagteller.cli import build_app
-from tagteller.engine import Engine, acceptance_margin
+from tagteller.engine import Engine, Prediction, ScanResult, acceptance_margin, rank_answers
 from tagteller.errors import ModelError
 from tagteller.modelfile import ModelInfo, embed_metadata, parse_metadata
 from tagteller.preprocessing import Preprocessing
@@ -401,6 +401,31 @@ def test_acceptance_margin_orders_by_score_to_threshold_ratio():
     assert acceptance_margin(30, 100) > acceptance_margin(0.5, 1) > 0 > acceptance_margin(2, 1)
     assert acceptance_margin(-12, -10) > 0 > acceptance_margin(-8, -10)  # a negative (energy-like) threshold
     assert acceptance_margin(float("nan"), 1) == -math.inf
+
+
+def _answer(domain: str, score: float | None, threshold: float | None, top: float = 0.9) -> ScanResult:
+    return ScanResult(source="x.jpg", predictions=[Prediction("a", top)], domain=domain, ood_score=score,
+                      ood_threshold=threshold)
+
+
+def test_ranking_compares_gate_probabilities_across_domains():
+    # shoes is far surer (0.004) than apparel (0.30), though apparel's score sits further under
+    # its own threshold in ratio terms (0.30/0.60 = 0.5 against 0.004/0.005 = 0.8)
+    shoes, apparel = _answer("shoes", 0.004, 0.005), _answer("apparel", 0.30, 0.60)
+    assert [r.domain for r in rank_answers([apparel, shoes])] == ["shoes", "apparel"]
+    # when both reject, the closest is the lower probability too
+    far, near = _answer("books", 0.99, 0.05), _answer("products", 0.70, 0.65)
+    assert [r.domain for r in rank_answers([far, near])] == ["products", "books"]
+    # accepted before unscored before rejected before errors, whatever the numbers
+    failed = ScanResult(source="x.jpg", error="broken", domain="trousers")
+    order = rank_answers([failed, near, _answer("plain", None, None, top=0.99), apparel])
+    assert [r.domain for r in order] == ["apparel", "plain", "products", "trousers"]
+
+
+def test_ranking_falls_back_to_margins_when_a_score_is_not_a_probability():
+    # a distance score (threshold 40) cannot be compared with a probability: margins decide
+    distance, gate = _answer("custom", 10.0, 40.0), _answer("shoes", 0.004, 0.005)
+    assert [r.domain for r in rank_answers([gate, distance])] == ["custom", "shoes"]
 
 
 # -- the HTTP API --------------------------------------------------------------------------------------
