@@ -72,6 +72,14 @@ def section(path: Path, crossval: dict) -> str:
                  f"{cal['images'] // 2} images" if "ece_noise_floor" in cal else "")
         lines.append(f"| calibration | temperature {cal['temperature']:.3f}; ECE {cal['ece_before']:.3f} before, "
                      f"**{cal['ece_after']:.3f}** after (fitted on one half of the validation split, measured on the other{floor}) |")
+    pooled = (cv or {}).get("calibration")
+    if pooled:
+        recipe_t = (f"; one temperature for the recipe, fitted on the other repeats' splits: ECE "
+                    f"{pooled['ece_recipe_temperature']:.3f}" if "ece_recipe_temperature" in pooled else "")
+        lines.append(f"| calibration over {pooled['repeats']} repeated splits | ECE **{pooled['ece']:.3f}** on "
+                     f"{pooled['images']} validation answers pooled (each split's temperature fitted on the other half "
+                     f"of it; a perfectly calibrated model would score about {pooled['noise_floor']:.3f} on so many){recipe_t} "
+                     f"(`{cv['command']}`) |")
     ood = info.open_set
     if ood:
         generated = ", ".join(f"{k} {_pct(v)}" for k, v in (ood.get("generated_rejection") or {}).items())

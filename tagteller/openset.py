@@ -8,7 +8,9 @@ numpy only (the training side fits with it, the tests and benchmarks measure wit
   refined around its best point (a one-parameter convex problem: no optimiser needed).
 - calibration error: :func:`tagteller.evaluate.metrics.top1_calibration_error` (the ECE of
   ``tagteller evaluate``) with :data:`ECE_BINS` equal-width confidence bins; :func:`cross_fitted_ece`
-  on halves; :func:`ece_noise_floor`: what a perfectly calibrated model would still score on so few images.
+  on halves; :func:`ece_noise_floor`: what a perfectly calibrated model would still score on so few images;
+  :func:`pooled_calibration`: the same over the validation splits of repeated trainings of one recipe,
+  pooled, for a floor low enough to tell 0.05 from noise on a small dataset.
 - :func:`fit_gate`: balanced, L2-regularised logistic regression telling the domain's own
   (training) images from unknown ones, on L2-normalised penultimate features (outlier exposure,
   Hendrycks et al. 2019). Its probability of "unknown" is the model's ``ood_score``.
@@ -21,6 +23,7 @@ numpy only (the training side fits with it, the tests and benchmarks measure wit
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -68,20 +71,34 @@ def cross_fitted_ece(branches: list[np.ndarray], labels: np.ndarray, seed: int =
                                    lambda p, y: metrics.top1_calibration_error(p, y, ECE_BINS))
 
 
-def _on_cross_fitted_halves(branches: list[np.ndarray], labels: np.ndarray, seed: int, measure) -> float:
-    """``measure(probabilities, labels)`` on each of two random halves, scaled with the
-    temperature fitted on the other half; the mean of the two."""
+def _cross_fitted(branches: list[np.ndarray], labels: np.ndarray, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Two random halves of the images; for each, its indices and its probabilities under the
+    temperature fitted on the other half."""
     labels = np.asarray(labels, int)
     order = np.random.default_rng(seed).permutation(len(labels))
     halves = (order[: len(order) // 2], order[len(order) // 2:])
-    values = []
     for fit_on, measure_on in (halves, halves[::-1]):
         if len(fit_on) == 0 or len(measure_on) == 0:
             continue
         t = fit_temperature([b[fit_on] for b in branches], labels[fit_on])
-        p = averaged_probabilities([b[measure_on] for b in branches], t)
-        values.append(measure(p, labels[measure_on]))
+        yield measure_on, averaged_probabilities([b[measure_on] for b in branches], t)
+
+
+def _on_cross_fitted_halves(branches: list[np.ndarray], labels: np.ndarray, seed: int, measure) -> float:
+    """``measure(probabilities, labels)`` on each of two random halves, scaled with the
+    temperature fitted on the other half; the mean of the two."""
+    labels = np.asarray(labels, int)
+    values = [measure(p, labels[on]) for on, p in _cross_fitted(branches, labels, seed)]
     return float(np.mean(values)) if values else 0.0
+
+
+def cross_fitted_probabilities(branches: list[np.ndarray], labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Every image's probabilities under the temperature fitted on the *other* half of the images
+    (the halves of :func:`cross_fitted_ece`)."""
+    out = np.zeros(np.asarray(branches[0]).shape, np.float64)
+    for on, p in _cross_fitted(branches, labels, seed):
+        out[on] = p
+    return out
 
 
 def ece_noise_floor(confidence: np.ndarray, bins: int = ECE_BINS, draws: int = 200, seed: int = 0) -> float:
@@ -103,6 +120,42 @@ def ece_noise_floor(confidence: np.ndarray, bins: int = ECE_BINS, draws: int = 2
 def cross_fitted_ece_floor(branches: list[np.ndarray], labels: np.ndarray, seed: int = 0) -> float:
     """:func:`ece_noise_floor` for the halves :func:`cross_fitted_ece` measures on, averaged."""
     return _on_cross_fitted_halves(branches, labels, seed, lambda p, _: ece_noise_floor(p.max(axis=1), seed=seed))
+
+
+def pooled_calibration(repeats: list[tuple[np.ndarray, np.ndarray]], seed: int = 0) -> dict[str, Any]:
+    """Calibration of one recipe over several trainings: ``repeats`` holds each training's
+    validation ``(logits, labels)``. On a validation split of a few dozen images the ECE of even a
+    perfectly calibrated model is 0.05-0.15 (:func:`ece_noise_floor`), so a 0.05 target cannot be
+    told from noise there; pooled over repeats it can.
+
+    - ``ece``: every repeat's images scaled as :func:`cross_fitted_ece` does (the temperature
+      fitted on the other half of that repeat's split, never on the image itself), all pooled
+      into one ECE; ``noise_floor``: what a perfectly calibrated model would score on that pool.
+    - ``ece_recipe_temperature``: each repeat scaled with the temperature fitted on the pooled
+      validation logits of the *other* repeats (what one temperature for the recipe would give
+      a new training of it), pooled.
+    """
+    if not repeats:
+        raise ValueError("pooled_calibration needs at least one repeat")
+    labels = [np.asarray(y, int) for _, y in repeats]
+    logits = [np.asarray(z, np.float64) for z, _ in repeats]
+    halves = np.concatenate([cross_fitted_probabilities([z], y, seed + i)
+                             for i, (z, y) in enumerate(zip(logits, labels))])
+    every = np.concatenate(labels)
+    figures: dict[str, Any] = {
+        "images": int(len(every)), "repeats": len(repeats), "bins": ECE_BINS,
+        "ece": round(metrics.top1_calibration_error(halves, every, ECE_BINS), 6),
+        "noise_floor": round(ece_noise_floor(halves.max(axis=1), seed=seed), 6),
+    }
+    if len(repeats) > 1:
+        scaled = []
+        for i, z in enumerate(logits):
+            others = [k for k in range(len(logits)) if k != i]
+            t = fit_temperature([np.concatenate([logits[k] for k in others])], np.concatenate([labels[k] for k in others]))
+            scaled.append(averaged_probabilities([z], t))
+        figures["ece_recipe_temperature"] = round(
+            metrics.top1_calibration_error(np.concatenate(scaled), every, ECE_BINS), 6)
+    return figures
 
 
 def l2_normalise(features: np.ndarray) -> np.ndarray:

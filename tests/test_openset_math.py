@@ -156,3 +156,43 @@ def test_ece_noise_floor_is_what_a_calibrated_model_scores_and_shrinks_with_more
         labels = np.where(correct, 0, 1)
         scores.append(metrics.top1_calibration_error(probs, labels, n_bins=openset.ECE_BINS))
     assert np.mean(scores) == pytest.approx(floor_small, rel=0.25)
+
+
+def _repeats_made_at(temperatures: list[float], images: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Validation logits of several 'trainings' whose labels were drawn from softmax(logits / T)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in temperatures:
+        logits = rng.normal(0, 3, (images, 5))
+        p = openset.softmax(logits / t)
+        out.append((logits, np.array([rng.choice(5, p=row) for row in p])))
+    return out
+
+
+def test_cross_fitted_probabilities_use_the_other_halfs_temperature():
+    (logits, labels), = _repeats_made_at([2.0], 400, seed=3)
+    p = openset.cross_fitted_probabilities([logits], labels, seed=5)
+    assert p.shape == logits.shape and np.allclose(p.sum(axis=1), 1.0)
+    order = np.random.default_rng(5).permutation(len(labels))
+    first, second = order[:200], order[200:]
+    t_second = openset.fit_temperature([logits[second]], labels[second])
+    np.testing.assert_allclose(p[first], openset.softmax(logits[first] / t_second))
+    # the same halves cross_fitted_ece averages over
+    halves = [metrics.top1_calibration_error(p[h], labels[h], openset.ECE_BINS) for h in (first, second)]
+    assert openset.cross_fitted_ece([logits], labels, seed=5) == pytest.approx(np.mean(halves))
+
+
+def test_pooled_calibration_tells_0_05_from_noise_where_one_small_split_cannot():
+    # ten 'trainings' of 100 validation images, each off by its own temperature near 2
+    repeats = _repeats_made_at([1.8, 2.2, 2.0, 1.9, 2.1, 2.0, 1.7, 2.3, 2.0, 1.9], 100, seed=11)
+    pooled = openset.pooled_calibration(repeats, seed=0)
+    assert pooled["images"] == 1000 and pooled["repeats"] == 10
+    single_floor = openset.cross_fitted_ece_floor([repeats[0][0]], repeats[0][1])
+    assert pooled["noise_floor"] < 0.05 < single_floor  # one split of 100 cannot show 0.05; the pool can
+    assert pooled["ece"] < 0.05 + pooled["noise_floor"]
+    assert pooled["ece_recipe_temperature"] < 0.05
+    # unscaled (T = 1), the same answers are plainly overconfident: the measure can fail
+    raw = np.concatenate([openset.softmax(z) for z, _ in repeats])
+    assert metrics.top1_calibration_error(raw, np.concatenate([y for _, y in repeats]), openset.ECE_BINS) > 0.1
+    with pytest.raises(ValueError):
+        openset.pooled_calibration([])
