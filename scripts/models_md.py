@@ -68,10 +68,18 @@ def section(path: Path, crossval: dict) -> str:
                      f" (`{cv['command']}`) |")
     cal = info.calibration
     if cal:
-        floor = (f"; a perfectly calibrated model would score about {cal['ece_noise_floor']:.3f} on halves of "
-                 f"{cal['images'] // 2} images" if "ece_noise_floor" in cal else "")
+        if "temperature_fitted_here" in cal:  # given (the recipe's, from repeated splits), measured on the whole split
+            how = (f"the recipe's temperature, fitted over repeated splits (`models/crossval.json`), not on this split; "
+                   f"a fit on this split alone would give {cal['temperature_fitted_here']:.3f}; measured on its "
+                   f"{cal['images']} images")
+            size = cal["images"]
+        else:
+            how = "fitted on one half of the validation split, measured on the other"
+            size = cal["images"] // 2
+        floor = (f"; a perfectly calibrated model would score about {cal['ece_noise_floor']:.3f} on {size} images"
+                 if "ece_noise_floor" in cal else "")
         lines.append(f"| calibration | temperature {cal['temperature']:.3f}; ECE {cal['ece_before']:.3f} before, "
-                     f"**{cal['ece_after']:.3f}** after (fitted on one half of the validation split, measured on the other{floor}) |")
+                     f"**{cal['ece_after']:.3f}** after ({how}{floor}) |")
     pooled = (cv or {}).get("calibration")
     if pooled:
         recipe_t = (f"; one temperature for the recipe, fitted on the other repeats' splits: ECE "

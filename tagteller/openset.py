@@ -131,9 +131,11 @@ def pooled_calibration(repeats: list[tuple[np.ndarray, np.ndarray]], seed: int =
     - ``ece``: every repeat's images scaled as :func:`cross_fitted_ece` does (the temperature
       fitted on the other half of that repeat's split, never on the image itself), all pooled
       into one ECE; ``noise_floor``: what a perfectly calibrated model would score on that pool.
-    - ``ece_recipe_temperature``: each repeat scaled with the temperature fitted on the pooled
-      validation logits of the *other* repeats (what one temperature for the recipe would give
-      a new training of it), pooled.
+    - ``temperature``: the one temperature fitted on every repeat's validation logits (the
+      recipe's temperature: ``tagteller train --temperature`` ships a model with it instead of
+      one fitted on its own small split); ``ece_recipe_temperature``: how well that transfers to
+      a training it was not fitted on: each repeat scaled with the temperature fitted on the
+      *other* repeats, pooled.
     """
     if not repeats:
         raise ValueError("pooled_calibration needs at least one repeat")
@@ -147,6 +149,7 @@ def pooled_calibration(repeats: list[tuple[np.ndarray, np.ndarray]], seed: int =
         "ece": round(metrics.top1_calibration_error(halves, every, ECE_BINS), 6),
         "noise_floor": round(ece_noise_floor(halves.max(axis=1), seed=seed), 6),
     }
+    figures["temperature"] = round(fit_temperature([np.concatenate(logits)], every), 6)
     if len(repeats) > 1:
         scaled = []
         for i, z in enumerate(logits):

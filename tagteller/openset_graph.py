@@ -9,8 +9,10 @@ Keras checkpoint is gone (``scripts/add_open_set.py``). :func:`add_open_set`:
 2. runs the model with those tensors exposed on the validation images, the domain's training
    images and the unknown images (other folders, when given, and generated ones:
    :func:`tagteller.openset.synthetic_unknowns`);
-3. fits the temperature on the validation split (ECE before, and after as cross-fitted halves)
-   and the gate (:func:`tagteller.openset.fit_gate`) on training against unknown images;
+3. fits the temperature on the validation split (ECE before, and after as cross-fitted halves),
+   or takes the one it is given (the recipe's, fitted over repeated splits by
+   ``scripts/crossval.py``: on a split of a few dozen images the model's own fit is noisy; ECE
+   after is then measured on the whole split, which that temperature never saw), and the gate (:func:`tagteller.openset.fit_gate`) on training against unknown images;
 4. rewrites the graph: ``Softmax(log(p) / T)`` on the network's probabilities ``p`` (for one
    head exactly ``Softmax(logits / T)``); ``embedding`` = the L2-normalised features;
    ``ood_score`` = ``Sigmoid(embedding @ w + b)``, the gate's probability that the image is
@@ -309,10 +311,11 @@ class OpenSetFit:
 
 def add_open_set(proto: Any, val_images: np.ndarray, val_labels: np.ndarray, own_images: np.ndarray,
                  unknown_images: np.ndarray, unknown_sources: dict[str, int], seed: int = 0,
-                 preprocessing: Any = None) -> OpenSetFit:
+                 preprocessing: Any = None, temperature: float | None = None) -> OpenSetFit:
     """Fit and add calibration and the open-set score (see the module docstring). With the
     model's ``preprocessing`` (a :class:`tagteller.preprocessing.Preprocessing`), the generated
-    unknowns reach the gate as the engine would decode them."""
+    unknowns reach the gate as the engine would decode them. ``temperature``: use this one
+    instead of fitting it on the validation split."""
     heads = find_heads(proto)
     height, width, channels = (int(d) for d in val_images.shape[1:])
     shape = (height, width, channels)
@@ -323,19 +326,31 @@ def add_open_set(proto: Any, val_images: np.ndarray, val_labels: np.ndarray, own
     unknown_features, _ = features_and_logits(proto, heads, negatives)
     labels = np.asarray(val_labels, int)
     val_logits = [val_logits_only]  # one branch: the model as it is
-    temperature = openset.fit_temperature(val_logits, labels)
-    calibration = {
-        "temperature": round(temperature, 6),
-        "ece_before": round(metrics.top1_calibration_error(openset.averaged_probabilities(val_logits), labels,
-                                                           openset.ECE_BINS), 6),
-        "ece_after": round(openset.cross_fitted_ece(val_logits, labels, seed), 6),
-        # what a perfectly calibrated model would score on halves this small (ECE is biased upwards)
-        "ece_noise_floor": round(openset.cross_fitted_ece_floor(val_logits, labels, seed), 6),
-        "ece_after_in_sample": round(metrics.top1_calibration_error(
-            openset.averaged_probabilities(val_logits, temperature), labels, openset.ECE_BINS), 6),
-        "bins": openset.ECE_BINS, "images": int(len(labels)),
-        "method": "temperature scaling (NLL) on the validation split; ece_after: fitted on one half, measured on the other",
-    }
+    ece_before = round(metrics.top1_calibration_error(openset.averaged_probabilities(val_logits), labels,
+                                                      openset.ECE_BINS), 6)
+    if temperature is None:
+        temperature = openset.fit_temperature(val_logits, labels)
+        calibration = {
+            "temperature": round(temperature, 6), "ece_before": ece_before,
+            "ece_after": round(openset.cross_fitted_ece(val_logits, labels, seed), 6),
+            # what a perfectly calibrated model would score on halves this small (ECE is biased upwards)
+            "ece_noise_floor": round(openset.cross_fitted_ece_floor(val_logits, labels, seed), 6),
+            "ece_after_in_sample": round(metrics.top1_calibration_error(
+                openset.averaged_probabilities(val_logits, temperature), labels, openset.ECE_BINS), 6),
+            "method": "temperature scaling (NLL) on the validation split; ece_after: fitted on one half, measured on the other",
+        }
+    else:
+        if not (np.isfinite(temperature) and temperature > 0):
+            raise TagtellerError(f"temperature {temperature!r}: must be a positive number")
+        scaled = openset.averaged_probabilities(val_logits, temperature)
+        calibration = {
+            "temperature": round(float(temperature), 6), "ece_before": ece_before,
+            "ece_after": round(metrics.top1_calibration_error(scaled, labels, openset.ECE_BINS), 6),
+            "ece_noise_floor": round(openset.ece_noise_floor(scaled.max(axis=1), seed=seed), 6),
+            "temperature_fitted_here": round(openset.fit_temperature(val_logits, labels), 6),
+            "method": "temperature given (not fitted on this split); ece_after: measured on the whole validation split",
+        }
+    calibration.update({"bins": openset.ECE_BINS, "images": int(len(labels))})
     w, b = openset.fit_gate(own_features, unknown_features)
     new = rewrite(proto, heads, temperature, w, b)
     threshold, rejected = choose_threshold(new, val_images)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ class TrainOptions:
     use_taught: bool = False  # --with-taught: labels taught with `tagteller teach` become training data
     workers: int | None = None
     unknown_data: list[str] = field(default_factory=list)  # --unknown-data: DIR or DOMAIN=DIR
+    temperature: float | None = None  # --temperature: calibrate with it instead of fitting one
     command_line: str = ""
 
 
@@ -86,6 +88,7 @@ class TrainConfig:
     use_taught: bool = False
     workers: int | None = None
     unknown_data: tuple[str, ...] = ()
+    temperature: float | None = None
     command_line: str = ""
 
     def settings(self) -> dict[str, dict[str, Any]]:
@@ -140,6 +143,8 @@ def resolve_train_config(domain: Domain, options: TrainOptions) -> TrainConfig:
                            else DOMAIN if domain.stopping != _DEFAULT_POLICY else DEFAULT)
     if options.quantize not in QUANTIZE_CHOICES:
         raise TagtellerError(f"--quantize {options.quantize!r}: 'int8' or 'fp16'")
+    if options.temperature is not None and not (math.isfinite(options.temperature) and options.temperature > 0):
+        raise TagtellerError(f"--temperature {options.temperature!r}: must be a positive number")
     if (batch_size, weights) != (recipe.batch_size, recipe.weights):
         recipe = recipe.with_(batch_size=batch_size, weights=weights)
     return TrainConfig(
@@ -147,7 +152,7 @@ def resolve_train_config(domain: Domain, options: TrainOptions) -> TrainConfig:
         sources=sources, quantize=options.quantize, fresh=options.fresh, force=options.force,
         install_to=Path(options.install_to) if options.install_to else None, use_feedback=options.use_feedback,
         use_taught=options.use_taught, workers=options.workers, unknown_data=tuple(options.unknown_data),
-        command_line=options.command_line,
+        temperature=options.temperature, command_line=options.command_line,
     )
 
 

@@ -249,6 +249,40 @@ def test_export_command_on_a_saved_checkpoint(trained, tmp_path):
     assert meta["source"].startswith("training history") and meta["parity"]["images"] == 32
 
 
+def test_export_with_a_given_temperature_calibrates_with_it(trained, tmp_path):
+    """``--temperature`` (the recipe's, from repeated splits) replaces the fit on the small split:
+    the graph divides by it, and the metadata says it was given and what a fit here would be."""
+    from tagteller.cli import build_app
+
+    register(colours_domain())
+    out = tmp_path / "given.onnx"
+    result = CliRunner().invoke(build_app(), [
+        "export", "--domain", "colours", "--checkpoint", str(trained.run_dir / "best.keras"),
+        "--output", str(out), "--data", str(trained.data), "--temperature", "2.5"])
+    assert result.exit_code == 0, result.output
+    assert "temperature given" in result.output
+    info = Engine(intra_threads=1).load(out).info
+    cal = info.calibration
+    assert cal["temperature"] == 2.5 and "given" in cal["method"]
+    fitted = Engine(intra_threads=1).load(trained.run_dir / "model.onnx").info.calibration["temperature"]
+    assert cal["temperature_fitted_here"] == pytest.approx(fitted, rel=1e-3)
+    assert cal["ece_after"] >= 0 and cal["images"] == info.metrics["val_count"]
+    images = np.random.default_rng(3).uniform(0, 255, (6, 32, 32, 3)).astype(np.float32)
+
+    def probabilities(path: Path) -> np.ndarray:
+        session = ort.InferenceSession(str(path))
+        return session.run([session.get_outputs()[0].name], {session.get_inputs()[0].name: images})[0]
+
+    given, own = probabilities(out), probabilities(trained.run_dir / "model.onnx")
+    # both undo to the same logits: T_own * log(p_own) and 2.5 * log(p_given) differ by a constant per image
+    diff = fitted * np.log(own.astype(np.float64)) - 2.5 * np.log(given.astype(np.float64))
+    np.testing.assert_allclose(diff - diff.mean(axis=1, keepdims=True), 0, atol=2e-3)
+    bad = CliRunner().invoke(build_app(), [
+        "export", "--domain", "colours", "--checkpoint", str(trained.run_dir / "best.keras"),
+        "--output", str(tmp_path / "bad.onnx"), "--data", str(trained.data), "--temperature", "-1"])
+    assert bad.exit_code != 0 and "must be a positive number" in bad.output
+
+
 def test_resume_starts_from_the_best_earlier_model(trained, isolated_home):
     from tagteller.train.trainer import TrainOptions, train_domain
 

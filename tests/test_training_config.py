@@ -81,3 +81,8 @@ def test_bad_settings_are_refused_while_resolving():
         resolve_train_config(OWN, TrainOptions(data=DATA, quantize="int4"))
     with pytest.raises(TagtellerError, match="unknown stopping policy"):
         resolve_train_config(OWN, TrainOptions(data=DATA, stopping="never-heard-of-it"))
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(TagtellerError, match="--temperature .*positive"):
+            resolve_train_config(OWN, TrainOptions(data=DATA, temperature=bad))
+    assert resolve_train_config(OWN, TrainOptions(data=DATA, temperature=1.3)).temperature == 1.3
+    assert resolve_train_config(OWN, TrainOptions(data=DATA)).temperature is None

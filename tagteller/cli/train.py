@@ -19,6 +19,10 @@ from tagteller.cli.common import stderr
 
 data_app = typer.Typer(help="Look at a dataset folder before training on it.", no_args_is_help=True)
 
+TEMPERATURE_HELP = ("Calibrate with this temperature instead of fitting one on the validation split (e.g. the "
+                    "recipe's, fitted over repeated splits by scripts/crossval.py: a split of a few dozen images "
+                    "gives a noisy fit).")
+
 
 def _need_tensorflow(command: str) -> None:
     from tagteller.cli import fail
@@ -66,6 +70,7 @@ def train(
                                      "(split into training and validation like the dataset): a real retrain with them."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Threads decoding images."),
     unknown_data: list[str] = typer.Option([], "--unknown-data", help="Photos that are NOT of this domain, for its open-set score: DIR, or DOMAIN=DIR to use that domain's training side only (repeatable)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help=TEMPERATURE_HELP, show_default="fitted on the validation split"),
 ) -> None:
     """Fine-tune the domain's model on DATA, export it to ONNX and install it if it is better.
 
@@ -86,7 +91,7 @@ def train(
         data=data, epochs=epochs, time_budget_s=time_budget, fresh=fresh, force=force, weights=weights,
         install_to=install_to, quantize=quantize, seed=seed, batch_size=batch_size, stopping=stopping,
         stop_params=dict(parse_param(p) for p in stop_param), use_feedback=not no_feedback, use_taught=with_taught, workers=workers,
-        unknown_data=list(unknown_data), command_line=shlex.join(["tagteller", *sys.argv[1:]]),
+        unknown_data=list(unknown_data), temperature=temperature, command_line=shlex.join(["tagteller", *sys.argv[1:]]),
     )
     result = train_domain(dom, options, choose_prompter(yes), _log)
     figures = result.metrics
@@ -107,6 +112,7 @@ def export(
     quantize: Optional[str] = typer.Option(None, "--quantize", help="'int8': also write a static int8 model, else float16-stored weights; 'fp16': only the latter (needs --data)."),
     data: Optional[Path] = typer.Option(None, "--data", help="The training data: parity on its validation images, metrics, calibration, open-set score, int8 calibration."),
     unknown_data: list[str] = typer.Option([], "--unknown-data", help="Photos that are NOT of this domain, for its open-set score: DIR, or DOMAIN=DIR to use that domain's training side only (repeatable)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help=TEMPERATURE_HELP, show_default="fitted on the validation split"),
 ) -> None:
     """Export a saved Keras checkpoint to a self-describing ONNX model (parity-checked).
 
@@ -118,7 +124,7 @@ def export(
     from tagteller.train.trainer import export_checkpoint
 
     dom = plugins.get_domain(domain)
-    exported = export_checkpoint(dom, checkpoint, output, quantize, data, _log, list(unknown_data))
+    exported = export_checkpoint(dom, checkpoint, output, quantize, data, _log, list(unknown_data), temperature)
     _log(f"wrote {exported.model_path}" + (f" and {exported.candidate}" if exported.candidate != exported.model_path else ""))
     if not exported.parity.passed:
         _log(f"error: {exported.model_path}: {exported.parity.describe()}")

@@ -224,13 +224,15 @@ class Exported:
 class OpenSetData:
     """What calibration and the open-set gate are fitted on (:mod:`~tagteller.openset_graph`):
     the validation labels (their images are the export's ``val_images``), the domain's own
-    training images, and unknown images with the count from each source."""
+    training images, and unknown images with the count from each source; ``temperature``: a
+    given one (``--temperature``), else it is fitted on the validation split."""
 
     val_labels: np.ndarray
     own_images: np.ndarray
     unknown_images: np.ndarray
     sources: dict[str, int]
     seed: int = 0
+    temperature: float | None = None
 
 
 #: At most this many training images stand for the domain in the open-set gate.
@@ -238,7 +240,7 @@ GATE_OWN_IMAGES = 1000
 
 
 def open_set_data(val_labels: np.ndarray, train_images: np.ndarray, unknown_specs: Sequence[str], recipe: Recipe,
-                  seed: int, log: Log, workers: int | None = None) -> OpenSetData:
+                  seed: int, log: Log, workers: int | None = None, temperature: float | None = None) -> OpenSetData:
     from tagteller.unknown_data import load_unknowns
 
     unknown, sources = load_unknowns(unknown_specs, recipe.input_size, recipe.preprocessing, seed, log, workers)
@@ -247,7 +249,7 @@ def open_set_data(val_labels: np.ndarray, train_images: np.ndarray, unknown_spec
     else:
         log("open-set negatives: generated images only (--unknown-data DIR teaches the gate real other things)")
     own = train_images[np.random.default_rng(seed).permutation(len(train_images))[:GATE_OWN_IMAGES]]
-    return OpenSetData(np.asarray(val_labels), own, unknown, sources, seed)
+    return OpenSetData(np.asarray(val_labels), own, unknown, sources, seed, temperature)
 
 
 @dataclass
@@ -358,12 +360,14 @@ def export_model(keras_model: Any, output: Path, domain: str, labels: Sequence[s
         from tagteller.openset_graph import add_open_set
 
         fit = add_open_set(proto, np.asarray(val_images, np.float32), open_set.val_labels, open_set.own_images,
-                           open_set.unknown_images, open_set.sources, open_set.seed, recipe.preprocessing)
+                           open_set.unknown_images, open_set.sources, open_set.seed, recipe.preprocessing,
+                           temperature=open_set.temperature)
         proto = fit.proto
         info = dataclasses.replace(info, open_set=fit.open_set, calibration=fit.calibration,
                                    class_references=class_references_of(proto, val_images, open_set, labels, log))
+        how = "cross-fitted" if open_set.temperature is None else "temperature given, on the whole split"
         log(f"calibrated: temperature {fit.calibration['temperature']:.3f}, ECE {fit.calibration['ece_before']:.3f} -> "
-            f"{fit.calibration['ece_after']:.3f} (cross-fitted); open-set threshold {fit.open_set['threshold']:.4f} "
+            f"{fit.calibration['ece_after']:.3f} ({how}); open-set threshold {fit.open_set['threshold']:.4f} "
             f"rejects {fit.open_set['val_false_rejection']:.1%} of the validation images and "
             + ", ".join(f"{v:.0%} of {k}" for k, v in fit.open_set["generated_rejection"].items()) + " (generated)")
     measurement = None
@@ -576,7 +580,7 @@ class TrainingRun:
         rng = np.random.default_rng(config.seed)
         calibration = images.train.images[rng.permutation(len(images.train))[:INT8_CALIBRATION_IMAGES]]
         gate_data = open_set_data(images.val.labels, images.train.images, config.unknown_data, config.recipe,
-                                  config.seed, self.log, config.workers)
+                                  config.seed, self.log, config.workers, config.temperature)
         return export_model(best_model, self.run_dir / runs.MODEL, self.domain.name, self.data.labels, config.recipe,
                             training, self.run_id, images.val.images, images.val_samples, config.quantize,
                             calibration, self.log, open_set=gate_data)
@@ -666,13 +670,15 @@ def latest_checkpoint(domain: str) -> Path:
 
 
 def export_checkpoint(domain: Domain, checkpoint: Path | None, output: Path | None, quantize: str | None,
-                      data: Path | None, log: Log = _stderr, unknown_data: Sequence[str] = ()) -> Exported:
+                      data: Path | None, log: Log = _stderr, unknown_data: Sequence[str] = (),
+                      temperature: float | None = None) -> Exported:
     """``tagteller export``: a saved checkpoint to a self-describing ONNX model.
 
     Labels, input size and preprocessing come from the run's ``history.json`` beside the
     checkpoint when there is one, else from the domain. With ``data``, parity is checked on the
     validation images, the model is measured on them, calibrated and given its open-set score
-    (negatives: ``unknown_data`` and generated images), and int8 is possible; without, parity is
+    (negatives: ``unknown_data`` and generated images; ``temperature``: a given one, else fitted),
+    and int8 is possible; without, parity is
     checked on random pixels and the metrics are the training history's.
     """
     from tagteller.preprocessing import Preprocessing
@@ -721,7 +727,7 @@ def export_checkpoint(domain: Domain, checkpoint: Path | None, output: Path | No
         own = decode_samples(picked, index, recipe.input_size, recipe.preprocessing).images
         if quantize:
             calibration = own[:INT8_CALIBRATION_IMAGES]
-        gate_data = open_set_data(decoded.labels, own, unknown_data, recipe, recipe.seed, log)
+        gate_data = open_set_data(decoded.labels, own, unknown_data, recipe, recipe.seed, log, temperature=temperature)
     else:
         log("no --data: parity is checked on random pixels, and the metrics are the training history's")
         val_images = np.random.default_rng(0).uniform(0, 255, (32, *want)).astype(np.float32)
