@@ -69,7 +69,7 @@ def section(path: Path, crossval: dict) -> str:
     cal = info.calibration
     if cal:
         if "temperature_fitted_here" in cal:  # given (the recipe's, from repeated splits), measured on the whole split
-            how = (f"the recipe's temperature, fitted over repeated splits (`models/crossval.json`), not on this split; "
+            how = (f"the recipe's temperature from `models/crossval.json`, fitted over repeated splits, not on this one; "
                    f"a fit on this split alone would give {cal['temperature_fitted_here']:.3f}; measured on its "
                    f"{cal['images']} images")
             size = cal["images"]
@@ -82,12 +82,14 @@ def section(path: Path, crossval: dict) -> str:
                      f"**{cal['ece_after']:.3f}** after ({how}{floor}) |")
     pooled = (cv or {}).get("calibration")
     if pooled:
-        recipe_t = (f"; one temperature for the recipe, fitted on the other repeats' splits: ECE "
-                    f"{pooled['ece_recipe_temperature']:.3f}" if "ece_recipe_temperature" in pooled else "")
-        lines.append(f"| calibration over {pooled['repeats']} repeated splits | ECE **{pooled['ece']:.3f}** on "
-                     f"{pooled['images']} validation answers pooled (each split's temperature fitted on the other half "
-                     f"of it; a perfectly calibrated model would score about {pooled['noise_floor']:.3f} on so many){recipe_t} "
-                     f"(`{cv['command']}`) |")
+        parts = []
+        if "ece_recipe_temperature" in pooled:  # how the shipped model is calibrated, when it was given the recipe's
+            parts.append(f"with one temperature for the recipe (as `--temperature` ships it), fitted on the other "
+                         f"repeats' splits: ECE **{pooled['ece_recipe_temperature']:.3f}**")
+        parts.append(f"with each split's own temperature, fitted on the other half of it: ECE {pooled['ece']:.3f}")
+        lines.append(f"| calibration over {pooled['repeats']} repeated splits | {pooled['images']} validation answers "
+                     f"pooled; " + "; ".join(parts) + f" (a perfectly calibrated model would score about "
+                     f"{pooled['noise_floor']:.3f} on so many; `{cv['command']}`) |")
     ood = info.open_set
     if ood:
         generated = ", ".join(f"{k} {_pct(v)}" for k, v in (ood.get("generated_rejection") or {}).items())
