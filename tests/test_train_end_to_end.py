@@ -225,14 +225,22 @@ def test_installed_model_describes_itself_and_scans_as_measured(trained):
     assert accuracy >= 0.8  # the tint is easy to learn; chance is 1/3
 
 
+def export_best(trained: Trained, out: Path, *options: str):
+    """``tagteller export`` of the trained run's checkpoint to ``out``, with its data (the
+    colours domain registered)."""
+    from tagteller.cli import build_app
+
+    return CliRunner().invoke(build_app(), [
+        "export", "--domain", "colours", "--checkpoint", str(trained.run_dir / "best.keras"),
+        "--output", str(out), "--data", str(trained.data), *options])
+
+
 def test_export_command_on_a_saved_checkpoint(trained, tmp_path):
     from tagteller.cli import build_app
 
     register(colours_domain())
     out = tmp_path / "exported.onnx"
-    result = CliRunner().invoke(build_app(), [
-        "export", "--domain", "colours", "--checkpoint", str(trained.run_dir / "best.keras"),
-        "--output", str(out), "--data", str(trained.data), "--quantize", "int8"])
+    result = export_best(trained, out, "--quantize", "int8")
     assert result.exit_code == 0, result.output
     info = Engine(intra_threads=1).load(out).info
     assert info.labels == LABELS and info.metrics["parity"]["passed"]
@@ -252,13 +260,9 @@ def test_export_command_on_a_saved_checkpoint(trained, tmp_path):
 def test_export_with_a_given_temperature_calibrates_with_it(trained, tmp_path):
     """``--temperature`` (the recipe's, from repeated splits) replaces the fit on the small split:
     the graph divides by it, and the metadata says it was given and what a fit here would be."""
-    from tagteller.cli import build_app
-
     register(colours_domain())
     out = tmp_path / "given.onnx"
-    result = CliRunner().invoke(build_app(), [
-        "export", "--domain", "colours", "--checkpoint", str(trained.run_dir / "best.keras"),
-        "--output", str(out), "--data", str(trained.data), "--temperature", "2.5"])
+    result = export_best(trained, out, "--temperature", "2.5")
     assert result.exit_code == 0, result.output
     assert "temperature given" in result.output
     info = Engine(intra_threads=1).load(out).info
@@ -277,9 +281,7 @@ def test_export_with_a_given_temperature_calibrates_with_it(trained, tmp_path):
     # both undo to the same logits: T_own * log(p_own) and 2.5 * log(p_given) differ by a constant per image
     diff = fitted * np.log(own.astype(np.float64)) - 2.5 * np.log(given.astype(np.float64))
     np.testing.assert_allclose(diff - diff.mean(axis=1, keepdims=True), 0, atol=2e-3)
-    bad = CliRunner().invoke(build_app(), [
-        "export", "--domain", "colours", "--checkpoint", str(trained.run_dir / "best.keras"),
-        "--output", str(tmp_path / "bad.onnx"), "--data", str(trained.data), "--temperature", "-1"])
+    bad = export_best(trained, tmp_path / "bad.onnx", "--temperature", "-1")
     assert bad.exit_code != 0 and "must be a positive number" in bad.output
 
 
@@ -308,6 +310,17 @@ def test_resume_starts_from_the_best_earlier_model(trained, isolated_home):
                            (LABELS, tiny_recipe(preprocessing=Preprocessing(resize="pad")))):
         found, notes = resume_candidates("colours", labels, recipe)
         assert found == [] and len(notes) == 3
+
+
+def test_train_with_a_given_temperature_ships_it(trained, isolated_home, tmp_path):
+    from tagteller.train.trainer import TrainOptions, train_domain
+
+    logs: list[str] = []
+    result = train_domain(colours_domain(), TrainOptions(data=trained.data, epochs=1, fresh=True, temperature=1.7,
+                                                         install_to=tmp_path / "given.onnx"), log=logs.append)
+    calibration = Engine(intra_threads=1).load(result.run_dir / "model.onnx").info.calibration
+    assert calibration["temperature"] == 1.7 and "given" in calibration["method"]
+    assert any("temperature given" in line for line in logs)
 
 
 def test_installs_only_when_better_unless_forced(trained, isolated_home):
