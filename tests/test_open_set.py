@@ -109,6 +109,11 @@ def test_open_set_and_calibration_metadata_are_read_and_shown(models, engine):
     assert table.exit_code == 0
     assert "open-set score 'ood_score' (rgb-distance): unknown above 300" in table.stdout
     assert "temperature 1.5, ECE 0.08 -> 0.02" in table.stdout
+    from tagteller.cli.info import describe_calibration
+
+    given = describe_calibration({"temperature": 0.79, "ece_before": 0.13, "ece_after": 0.09,
+                                  "temperature_fitted_here": 0.47})
+    assert given == "temperature 0.79 (given; its own split's fit: 0.47), ECE 0.13 -> 0.09"
 
 
 def test_embed_metadata_drops_a_stale_open_set(tmp_path):

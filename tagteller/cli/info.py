@@ -81,10 +81,13 @@ def describe_open_set(open_set: dict) -> str:
 
 
 def describe_calibration(calibration: dict) -> str:
-    """``temperature 1.5, ECE 0.08 -> 0.02`` (the parts the model has)."""
+    """``temperature 1.5, ECE 0.08 -> 0.02`` (the parts the model has); ``temperature 1.5
+    (given; its own split's fit: 1.2)`` for one given at training (``--temperature``)."""
     parts = []
     if "temperature" in calibration:
-        parts.append(f"temperature {calibration['temperature']:.4g}")
+        given = calibration.get("temperature_fitted_here")
+        parts.append(f"temperature {calibration['temperature']:.4g}"
+                     + (f" (given; its own split's fit: {given:.4g})" if isinstance(given, (int, float)) else ""))
     if "ece_before" in calibration or "ece_after" in calibration:
         before, after = calibration.get("ece_before"), calibration.get("ece_after")
         shown = [f"{v:.4g}" if v is not None else "?" for v in (before, after)]
