@@ -12,7 +12,8 @@ Keras checkpoint is gone (``scripts/add_open_set.py``). :func:`add_open_set`:
 3. fits the temperature on the validation split (ECE before, and after as cross-fitted halves),
    or takes the one it is given (the recipe's, fitted over repeated splits by
    ``scripts/crossval.py``: on a split of a few dozen images the model's own fit is noisy; ECE
-   after is then measured on the whole split, which that temperature never saw), and the gate (:func:`tagteller.openset.fit_gate`) on training against unknown images;
+   after is then measured on the whole split, which that temperature never saw); and fits the
+   gate (:func:`tagteller.openset.fit_gate`) on training against unknown images;
 4. rewrites the graph: ``Softmax(log(p) / T)`` on the network's probabilities ``p`` (for one
    head exactly ``Softmax(logits / T)``); ``embedding`` = the L2-normalised features;
    ``ood_score`` = ``Sigmoid(embedding @ w + b)``, the gate's probability that the image is
