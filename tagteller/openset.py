@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from tagteller.errors import TagtellerError
 from tagteller.evaluate import metrics
 
 ECE_BINS = 15
@@ -62,6 +63,13 @@ def fit_temperature(branches: list[np.ndarray], labels: np.ndarray) -> float:
     fine = np.geomspace(low, high, 41)
     losses = [negative_log_likelihood(branches, labels, t) for t in fine]
     return float(fine[int(np.argmin(losses))])
+
+
+def check_temperature(value: float, what: str = "temperature") -> float:
+    """``value`` when it is a usable temperature (finite and above 0), else one clear error."""
+    if not (np.isfinite(value) and value > 0):
+        raise TagtellerError(f"{what} {value!r}: must be a positive number")
+    return float(value)
 
 
 def cross_fitted_ece(branches: list[np.ndarray], labels: np.ndarray, seed: int = 0) -> float:

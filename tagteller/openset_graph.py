@@ -341,11 +341,10 @@ def add_open_set(proto: Any, val_images: np.ndarray, val_labels: np.ndarray, own
             "method": "temperature scaling (NLL) on the validation split; ece_after: fitted on one half, measured on the other",
         }
     else:
-        if not (np.isfinite(temperature) and temperature > 0):
-            raise TagtellerError(f"temperature {temperature!r}: must be a positive number")
+        temperature = openset.check_temperature(temperature)
         scaled = openset.averaged_probabilities(val_logits, temperature)
         calibration = {
-            "temperature": round(float(temperature), 6), "ece_before": ece_before,
+            "temperature": round(temperature, 6), "ece_before": ece_before,
             "ece_after": round(metrics.top1_calibration_error(scaled, labels, openset.ECE_BINS), 6),
             "ece_noise_floor": round(openset.ece_noise_floor(scaled.max(axis=1), seed=seed), 6),
             "temperature_fitted_here": round(openset.fit_temperature(val_logits, labels), 6),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 from tagteller import plugins
 from tagteller.domain import Domain, Recipe
 from tagteller.errors import TagtellerError
+from tagteller.openset import check_temperature
 from tagteller.stopping import StoppingPolicy, TargetPlateauPolicy
 
 #: Where a setting came from, strongest first.
@@ -143,8 +143,8 @@ def resolve_train_config(domain: Domain, options: TrainOptions) -> TrainConfig:
                            else DOMAIN if domain.stopping != _DEFAULT_POLICY else DEFAULT)
     if options.quantize not in QUANTIZE_CHOICES:
         raise TagtellerError(f"--quantize {options.quantize!r}: 'int8' or 'fp16'")
-    if options.temperature is not None and not (math.isfinite(options.temperature) and options.temperature > 0):
-        raise TagtellerError(f"--temperature {options.temperature!r}: must be a positive number")
+    if options.temperature is not None:
+        check_temperature(options.temperature, "--temperature")
     if (batch_size, weights) != (recipe.batch_size, recipe.weights):
         recipe = recipe.with_(batch_size=batch_size, weights=weights)
     return TrainConfig(

@@ -282,7 +282,7 @@ def test_export_with_a_given_temperature_calibrates_with_it(trained, tmp_path):
     diff = fitted * np.log(own.astype(np.float64)) - 2.5 * np.log(given.astype(np.float64))
     np.testing.assert_allclose(diff - diff.mean(axis=1, keepdims=True), 0, atol=2e-3)
     bad = export_best(trained, tmp_path / "bad.onnx", "--temperature", "-1")
-    assert bad.exit_code != 0 and "must be a positive number" in bad.output
+    assert bad.exit_code != 0 and "--temperature -1.0: must be a positive number" in bad.output
 
 
 def test_resume_starts_from_the_best_earlier_model(trained, isolated_home):

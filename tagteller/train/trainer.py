@@ -688,6 +688,10 @@ def export_checkpoint(domain: Domain, checkpoint: Path | None, output: Path | No
 
     if quantize not in QUANTIZE_CHOICES:
         raise TagtellerError(f"--quantize {quantize!r}: 'int8' or 'fp16'")
+    if temperature is not None:
+        from tagteller.openset import check_temperature
+
+        check_temperature(temperature, "--temperature")
     checkpoint = Path(checkpoint) if checkpoint else latest_checkpoint(domain.name)
     model = load_checkpoint(checkpoint)
     recipe, labels, history = domain.recipe, tuple(domain.labels), {}
